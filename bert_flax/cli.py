@@ -1,0 +1,92 @@
+"""`bert-flax VERB [--config FILE] [key.sub=value ...]`: parse, then call one library function.
+
+Bad input (a UserError) is one line on stderr and exit code 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from bert_flax.config import Config, load_config
+from bert_flax.errors import EXIT_BAD_INPUT, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as our one-line exit-2 errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, args.overrides)
+
+
+def _inspect_data(args: argparse.Namespace) -> int:
+    from bert_flax.data.dataset import build_pretraining_data
+    from bert_flax.data.inspect import example_records, render
+
+    config = _config(args)
+    data = build_pretraining_data(config)
+    if args.split == "eval" and data.eval is None:
+        raise UserError("there is no eval split (data.eval_fraction=0); use --split train")
+    records = example_records(data, args.num, args.split)
+    for index, record in enumerate(records):
+        print(json.dumps(record) if args.json else render(record, index, config.train.nsp, data.tokenizer))
+    return 0
+
+
+def _bench_data(args: argparse.Namespace) -> int:
+    from bert_flax.data.bench import bench_data
+
+    result = bench_data(_config(args), seconds=args.seconds)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(map(len, result))
+        print("\n".join(f"{key:<{width}}  {value}" for key, value in result.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bert-flax", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    def verb(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help, description=help)
+        sub.add_argument("--config", help="YAML config file (default: the Meditations defaults)")
+        sub.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.steps=200")
+        sub.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    inspect = verb("inspect-data", _inspect_data, "print training examples as the model will see them")
+    inspect.add_argument("--num", type=int, default=4, help="number of examples (default 4)")
+    inspect.add_argument("--json", action="store_true", help="one JSON object per line")
+    inspect.add_argument("--split", choices=("train", "eval"), default="train")
+
+    bench = verb("bench-data", _bench_data, "measure the data pipeline: preparation time and tokens/s")
+    bench.add_argument("--seconds", type=float, default=3.0, help="time spent producing batches (default 3)")
+    bench.add_argument("--json", action="store_true", help="one JSON object")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""Typed run configuration: frozen dataclasses per concern, YAML files, `key.sub=value` overrides.
+
+No JAX import here, so a config is validated before any device is touched. Every section
+coerces and type-checks its fields in `__post_init__`, so a config built from Python, from YAML
+or from the command line goes through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Sequence
+
+import yaml
+
+from bert_flax.errors import UserError
+
+# Google's BERT miniatures and the two published sizes. Heads: hidden / 64, FFN: 4 × hidden.
+MODEL_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"num_hidden_layers": 2, "hidden_size": 128},
+    "mini": {"num_hidden_layers": 4, "hidden_size": 256},
+    "small": {"num_hidden_layers": 4, "hidden_size": 512},
+    "medium": {"num_hidden_layers": 8, "hidden_size": 512},
+    "base": {"num_hidden_layers": 12, "hidden_size": 768},
+    "large": {"num_hidden_layers": 24, "hidden_size": 1024},
+}
+PRESET_MAX_POSITIONS = 512
+OBJECTIVES = ("mlm", "nsp")
+
+
+def _fail(where: str, message: str) -> typing.NoReturn:
+    raise UserError(f"config: {where} {message}")
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Return `value` converted to `annotation`'s type, or raise a UserError naming the key."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), where)
+    if origin is Literal:
+        if value not in args:
+            _fail(where, f"must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin is tuple:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            _fail(where, f"must be a list; got {value!r} ({type(value).__name__})")
+        return tuple(_coerce(item, args[0], f"{where}[{i}]") for i, item in enumerate(items))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            _fail(where, f"must be true or false; got {value!r} ({type(value).__name__})")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(where, f"must be an integer; got {value!r} ({type(value).__name__})")
+        return value
+    if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(where, f"must be a number; got {value!r} ({type(value).__name__})")
+        return float(value)
+    if annotation is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            _fail(where, f"must be a string; got {value!r} ({type(value).__name__})")
+        return value
+    raise TypeError(f"unsupported config annotation {annotation!r} at {where}")
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+class _Section:
+    """Base of every config section: coerces and type-checks fields, then runs `_validate`."""
+
+    section: typing.ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for name, annotation in _field_types(type(self)).items():
+            if name == "section":
+                continue
+            value = _coerce(getattr(self, name), annotation, f"{self.section}.{name}")
+            object.__setattr__(self, name, value)
+        self._validate()
+
+    def _validate(self) -> None:
+        pass
+
+    def _check(self, condition: bool, name: str, message: str) -> None:
+        if not condition:
+            _fail(f"{self.section}.{name}", f"{message}; got {getattr(self, name)!r}")
+
+    def _check_probability(self, name: str) -> None:
+        self._check(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Section):
+    section: typing.ClassVar[str] = "data"
+    # Local text files or globs. Empty: read `dataset`, or else download the `corpus` manifest.
+    path: tuple[str, ...] = ()
+    # Name of a manifest in the project's data/ directory, used when path and dataset are empty.
+    corpus: str = "meditations"
+    # A Hugging Face `datasets` source (datasets.load_dataset(dataset, dataset_config)).
+    dataset: str = ""
+    dataset_config: str = ""
+    dataset_split: str = "train"
+    # Column of `dataset` that holds the text.
+    text_column: str = "text"
+    # How documents are delimited: every non-empty line, or blocks separated by blank lines.
+    documents: Literal["line", "blank_line"] = "line"
+    # Fraction of whole documents held out for evaluation (at least one, two when NSP is on).
+    eval_fraction: float = 0.05
+    # Sequence length of every example, [CLS] and [SEP]s included.
+    max_seq_len: int = 128
+    # NSP pairs: Google's multi-sentence segments, or the seed's single sentences.
+    pairing: Literal["segments", "sentences"] = "segments"
+    # Probability of a shorter target length for a segment pair (Google's short_seq_prob).
+    short_seq_prob: float = 0.1
+    # Where downloads and tokenized corpora are cached. Empty: $BERT_FLAX_CACHE or ~/.cache/bert_flax.
+    cache_dir: str = ""
+
+    def _validate(self) -> None:
+        self._check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
+        self._check(self.max_seq_len >= 8, "max_seq_len", "must be at least 8")
+        self._check_probability("short_seq_prob")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig(_Section):
+    section: typing.ClassVar[str] = "tokenizer"
+    # Hugging Face name or local directory of a BERT WordPiece tokenizer.
+    name: str = "bert-base-uncased"
+    # Train a WordPiece vocabulary on the corpus instead of loading `name`.
+    train: bool = False
+    # Vocabulary size of a trained tokenizer.
+    vocab_size: int = 8000
+    # Lower-case and strip accents when training (uncased BERT).
+    lowercase: bool = True
+    # Minimum count of a token to enter a trained vocabulary.
+    min_frequency: int = 2
+
+    def _validate(self) -> None:
+        self._check(self.vocab_size >= 200, "vocab_size", "must be at least 200")
+        self._check(self.min_frequency >= 1, "min_frequency", "must be at least 1")
+        self._check(self.train or self.name != "", "name", "must name a tokenizer unless train=true")
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskingConfig(_Section):
+    section: typing.ClassVar[str] = "masking"
+    # Fraction of (non-special) tokens selected for prediction.
+    mask_prob: float = 0.15
+    # Predictions per sequence. null: max_seq_len × mask_prob rounded up to a multiple of 4.
+    max_predictions: Optional[int] = None
+    # Of the selected tokens: this fraction becomes [MASK] ...
+    mask_replace_prob: float = 0.8
+    # ... this fraction a random token, and the rest stay as they are.
+    random_replace_prob: float = 0.1
+    # Select whole words (all WordPiece pieces of a word) together.
+    whole_word_mask: bool = False
+
+    def _validate(self) -> None:
+        self._check(0.0 < self.mask_prob <= 1.0, "mask_prob", "must be in (0, 1]")
+        self._check_probability("mask_replace_prob")
+        self._check_probability("random_replace_prob")
+        if self.mask_replace_prob + self.random_replace_prob > 1.0 + 1e-9:
+            _fail(
+                "masking.mask_replace_prob + masking.random_replace_prob",
+                f"must be at most 1; got {self.mask_replace_prob} + {self.random_replace_prob}",
+            )
+        if self.max_predictions is not None:
+            self._check(self.max_predictions >= 1, "max_predictions", "must be at least 1")
+
+    def num_predictions(self, max_seq_len: int) -> int:
+        """P, the fixed number of prediction slots per sequence."""
+        if self.max_predictions is not None:
+            return self.max_predictions
+        return 4 * math.ceil(max_seq_len * self.mask_prob / 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Section):
+    section: typing.ClassVar[str] = "model"
+    # Architecture when training from scratch: tiny, mini, small, medium, base, large.
+    preset: str = "base"
+    # Hugging Face name or local directory to start from. Empty: random init from `preset`.
+    init: str = "bert-base-uncased"
+    # Compute dtype; parameters and optimizer state stay float32.
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def _validate(self) -> None:
+        if self.preset not in MODEL_PRESETS:
+            _fail("model.preset", f"must be one of {', '.join(MODEL_PRESETS)}; got {self.preset!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Section):
+    section: typing.ClassVar[str] = "train"
+    # Optimizer steps.
+    steps: int = 1000
+    # Global batch (sequences per optimizer step, all devices and accumulation steps together).
+    batch_size: int = 32
+    # Micro-batches accumulated per optimizer step; batch_size must divide by it.
+    grad_accum_steps: int = 1
+    # Pre-training objectives: any of mlm, nsp.
+    objectives: tuple[str, ...] = OBJECTIVES
+    # Seed of everything random: init, dropout, pairing, masking, the eval split.
+    seed: int = 0
+
+    def _validate(self) -> None:
+        self._check(self.steps >= 1, "steps", "must be at least 1")
+        self._check(self.batch_size >= 1, "batch_size", "must be at least 1")
+        self._check(self.grad_accum_steps >= 1, "grad_accum_steps", "must be at least 1")
+        self._check(
+            self.batch_size % self.grad_accum_steps == 0,
+            "batch_size",
+            f"must be divisible by train.grad_accum_steps={self.grad_accum_steps}",
+        )
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        self._check(bool(self.objectives) and not unknown, "objectives", "must be a non-empty list of mlm, nsp")
+
+    @property
+    def nsp(self) -> bool:
+        return "nsp" in self.objectives
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(_Section):
+    section: typing.ClassVar[str] = "optim"
+    # adamw (no decay on biases and LayerNorm) or lamb.
+    name: Literal["adamw", "lamb"] = "adamw"
+    # Peak learning rate, reached after warmup.
+    learning_rate: float = 5e-5
+    # Linear warmup steps from 0 to learning_rate.
+    warmup_steps: int = 100
+    # Decay after warmup, to 0 at train.steps.
+    schedule: Literal["linear", "cosine"] = "linear"
+    weight_decay: float = 0.01
+    # Global gradient-norm clip; 0 disables it.
+    clip_norm: float = 1.0
+
+    def _validate(self) -> None:
+        self._check(self.learning_rate > 0, "learning_rate", "must be positive")
+        self._check(self.warmup_steps >= 0, "warmup_steps", "must be non-negative")
+        self._check(self.weight_decay >= 0, "weight_decay", "must be non-negative")
+        self._check(self.clip_norm >= 0, "clip_norm", "must be non-negative")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig(_Section):
+    section: typing.ClassVar[str] = "checkpoint"
+    # Save every this many steps (and at the end).
+    every: int = 500
+    # Checkpoints kept on disk.
+    keep: int = 3
+
+    def _validate(self) -> None:
+        self._check(self.every >= 1, "every", "must be at least 1")
+        self._check(self.keep >= 1, "keep", "must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(_Section):
+    section: typing.ClassVar[str] = "eval"
+    # Evaluate on the held-out documents every this many steps (and at the end).
+    every: int = 500
+    # Global eval batch size.
+    batch_size: int = 32
+
+    def _validate(self) -> None:
+        self._check(self.every >= 1, "every", "must be at least 1")
+        self._check(self.batch_size >= 1, "batch_size", "must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelConfig(_Section):
+    section: typing.ClassVar[str] = "parallel"
+    # jit: a ("data",) mesh with NamedSharding; pmap: the classic replicate-and-pmean recipe.
+    mode: Literal["jit", "pmap"] = "jit"
+    # Call jax.distributed.initialize() (multi-host TPU pods, multi-process GPU).
+    distributed: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole run: one field per section, cross-section checks in `__post_init__`."""
+
+    data: DataConfig = DataConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    masking: MaskingConfig = MaskingConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    optim: OptimConfig = OptimConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    eval: EvalConfig = EvalConfig()
+    parallel: ParallelConfig = ParallelConfig()
+
+    def __post_init__(self) -> None:
+        max_positions = model_max_positions(self.model)
+        if self.data.max_seq_len > max_positions:
+            _fail(
+                "data.max_seq_len",
+                f"is {self.data.max_seq_len} but the model has only {max_positions} positions; "
+                f"use data.max_seq_len<={max_positions}",
+            )
+        predictions = self.masking.num_predictions(self.data.max_seq_len)
+        if predictions > self.data.max_seq_len:
+            _fail("masking.max_predictions", f"is {predictions}, more than data.max_seq_len={self.data.max_seq_len}")
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)
+
+
+def model_max_positions(model: ModelConfig) -> int:
+    """Position-embedding count of the model: a local checkpoint's config.json, else BERT's 512."""
+    config_json = Path(model.init) / "config.json" if model.init else None
+    if config_json is not None and config_json.is_file():
+        try:
+            return int(json.loads(config_json.read_text())["max_position_embeddings"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError(f"model.init: cannot read max_position_embeddings from {config_json}: {err}") from None
+    return PRESET_MAX_POSITIONS
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Build a Config from nested mappings; unknown sections and keys are errors naming the valid ones."""
+    if not isinstance(raw, Mapping):
+        raise UserError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+    sections = {}
+    for name, values in raw.items():
+        if name not in SECTIONS:
+            raise UserError(f"config: unknown section {name!r}; valid sections: {', '.join(SECTIONS)}")
+        cls = SECTIONS[name]
+        values = values or {}
+        if not isinstance(values, Mapping):
+            raise UserError(f"config: section {name!r} must be a mapping of keys, got {values!r}")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in valid:
+                raise UserError(f"config: unknown key '{name}.{key}'; valid keys of {name}: {', '.join(valid)}")
+        sections[name] = cls(**values)
+    return Config(**sections)
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """Split `section.key=value` into (section, key, value), the value read as YAML."""
+    lhs, sep, rhs = item.partition("=")
+    section, dot, key = lhs.strip().partition(".")
+    if not sep or not dot or not section or not key or "." in key:
+        raise UserError(f"override {item!r} is not of the form section.key=value (e.g. train.steps=200)")
+    try:
+        value = yaml.safe_load(rhs) if rhs.strip() else None
+    except yaml.YAMLError:
+        value = rhs
+    return section, key, value
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (defaults when `path` is None) and apply `section.key=value` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass an existing YAML file with --config")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            reason = str(err).splitlines()[0]
+            raise UserError(f"config file {path} is not valid YAML ({reason}); fix it or pass another --config") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    for item in overrides:
+        section, key, value = parse_override(item)
+        section_values = raw.setdefault(section, {})
+        if not isinstance(section_values, dict):
+            raise UserError(f"config: section {section!r} must be a mapping of keys")
+        section_values[key] = value
+    return config_from_dict(raw)
+
+
+def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """Plain nested dict (tuples as lists), ready for YAML or JSON."""
+    def plain(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+    return {
+        name: {f.name: plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+        for name, section in ((f.name, getattr(config, f.name)) for f in dataclasses.fields(config))
+    }
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as YAML; `load_config` of it gives back an equal Config."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)

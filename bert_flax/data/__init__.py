@@ -1,0 +1,1 @@
+"""The NumPy pre-training data pipeline: corpus → sentences → NSP pairs → dynamic MLM masking."""

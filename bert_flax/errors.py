@@ -1,0 +1,10 @@
+"""The one exception type that means "the user gave us something we cannot use"."""
+
+EXIT_BAD_INPUT = 2
+
+
+class UserError(Exception):
+    """Bad input (config, corpus, paths). The CLI prints it as one line and exits with code 2.
+
+    The message must say what is wrong and what to do about it.
+    """
