@@ -30,33 +30,34 @@ def example_records(data: PretrainingData, num: int, split: str = "train") -> li
     if stream is None:
         return []
     records: list[dict[str, Any]] = []
-    position = DataPosition()
-    batches = iter(stream.eval_batches()) if split == "eval" else None
-    while len(records) < num:
-        if batches is None:
-            batch, instances, position = stream.batch_at(position)
-        else:
-            batch = next(batches, None)
-            if batch is None:
+    if split == "eval":
+        instances = stream.eval_instances()
+        for index, batch in enumerate(stream.eval_batches()):
+            start = index * stream.batch_size
+            chunk = instances.take(slice(start, start + stream.batch_size))
+            records.extend(_rows(data, batch, chunk, num - len(records)))
+            if len(records) >= num:
                 break
-            instances = None
+        return records
+    position = DataPosition()
+    while len(records) < num:
+        batch, instances, position = stream.batch_at(position)
         records.extend(_rows(data, batch, instances, num - len(records)))
     return records
 
 
-def _rows(data: PretrainingData, batch: Batch, instances: Instances | None, limit: int) -> list[dict[str, Any]]:
+def _rows(data: PretrainingData, batch: Batch, instances: Instances, limit: int) -> list[dict[str, Any]]:
     rows = []
     for row in range(min(limit, len(batch["input_ids"]))):
         if "example_weights" in batch and batch["example_weights"][row] == 0:
             continue
         record: dict[str, Any] = {key: value[row].tolist() for key, value in batch.items() if key != "example_weights"}
         record["tokens"] = data.tokenizer.convert_ids_to_tokens(record["input_ids"])
-        if instances is not None:
-            doc_a, sentences_a = _locate(data.tokenized, int(instances.a_start[row]), int(instances.a_end[row]))
-            record.update(doc_a=doc_a, sentences_a=sentences_a)
-            if instances.b_end[row] > instances.b_start[row]:
-                doc_b, sentences_b = _locate(data.tokenized, int(instances.b_start[row]), int(instances.b_end[row]))
-                record.update(doc_b=doc_b, sentences_b=sentences_b)
+        doc_a, sentences_a = _locate(data.tokenized, int(instances.a_start[row]), int(instances.a_end[row]))
+        record.update(doc_a=doc_a, sentences_a=sentences_a)
+        if instances.b_end[row] > instances.b_start[row]:
+            doc_b, sentences_b = _locate(data.tokenized, int(instances.b_start[row]), int(instances.b_end[row]))
+            record.update(doc_b=doc_b, sentences_b=sentences_b)
         rows.append(record)
     return rows
 

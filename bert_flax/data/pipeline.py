@@ -171,12 +171,16 @@ class PretrainingStream:
             batch, _, position = self.batch_at(position)
             yield local_rows(batch, process_index, process_count), position
 
+    def eval_instances(self) -> Instances:
+        """The fixed pairing draw that evaluation uses."""
+        return self.draw_instances(np.random.default_rng([self.seed, STREAM_EVAL]))
+
     def eval_batches(self) -> list[Batch]:
-        """Fixed batches over all of one pairing draw; the last is padded with zero-weight rows.
+        """Fixed batches over all of `eval_instances()`; the last is padded with zero-weight rows.
 
         Every eval batch carries `example_weights` (float32 [B]): 1 for real rows, 0 for padding.
         """
-        instances = self.draw_instances(np.random.default_rng([self.seed, STREAM_EVAL]))
+        instances = self.eval_instances()
         batches = []
         for step, start in enumerate(range(0, len(instances), self.batch_size)):
             rows = np.arange(start, start + self.batch_size)
