@@ -49,7 +49,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             _fail(where, f"must be one of {', '.join(map(str, args))}; got {value!r}")
         return value
     if origin is tuple:
-        items = [value] if isinstance(value, str) else value
+        items = [value] if isinstance(value, (str, int, float)) else value
         if not isinstance(items, (list, tuple)):
             _fail(where, f"must be a list; got {value!r} ({type(value).__name__})")
         return tuple(_coerce(item, args[0], f"{where}[{i}]") for i, item in enumerate(items))
@@ -69,10 +69,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(where, f"must be a number; got {value!r} ({type(value).__name__})")
+        if (isinstance(value, int) and abs(value) > 1e308) or not math.isfinite(value):
+            _fail(where, f"must be a finite number; got {value!r}")
         return float(value)
     if annotation is str:
         if value is None:
             return ""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads `data.path=2024` or `name: 123` as numbers
         if not isinstance(value, str):
             _fail(where, f"must be a string; got {value!r} ({type(value).__name__})")
         return value

@@ -36,7 +36,7 @@ def load_local_or_hub(name: str, load: Callable[..., T], what: str, fix: str) ->
     if Path(name).expanduser().is_dir():
         try:
             return load(str(Path(name).expanduser()))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, TypeError) as err:  # TypeError: a directory without vocab files
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise UserError(f"cannot load {what} from directory {name} ({reason}); {fix}") from None
     try:

@@ -56,7 +56,7 @@ def read_text_file(path: Path) -> str:
     if b"\x00" in raw[:65536]:
         raise UserError(f"corpus file {path} looks binary (it contains NUL bytes); pass a UTF-8 text file")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a leading byte-order mark is not text
     except UnicodeDecodeError as err:
         raise UserError(
             f"corpus file {path} is not valid UTF-8 (byte offset {err.start}: {raw[err.start:err.start + 1]!r}); "
@@ -122,6 +122,7 @@ def download(manifest: dict, dest_dir: Path, timeout_s: float = 30.0) -> Path:
                 f"download of {manifest['name']} from {manifest['url']} has sha256 {actual}, "
                 f"expected {manifest['sha256']}; the file was discarded ({offline_hint})"
             )
+        tmp.chmod(0o644)  # mkstemp makes it private; a corpus is not
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise UserError(f"cannot download {manifest['name']} from {manifest['url']} ({err}); {offline_hint}") from None

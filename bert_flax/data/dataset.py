@@ -10,6 +10,7 @@ from transformers import BertTokenizerFast
 from bert_flax.config import Config
 from bert_flax.data.corpus import Corpus, cache_root, load_corpus
 from bert_flax.data.pipeline import PretrainingStream
+from bert_flax.data.sentences import split_sentences
 from bert_flax.data.tokenized import TokenizedCorpus, tokenize_corpus
 from bert_flax.data.tokenizer import TokenIds, load_tokenizer
 from bert_flax.errors import UserError
@@ -29,12 +30,14 @@ class PretrainingData:
     eval: PretrainingStream | None  # None when data.eval_fraction is 0
 
 
-def train_eval_split(tokenized: TokenizedCorpus, eval_fraction: float, min_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_eval_split(
+    sentence_counts_D: np.ndarray, eval_fraction: float, min_eval: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, eval) document indices: a seeded random `eval_fraction` of the non-empty documents.
 
     The eval split holds at least `min_eval` documents unless eval_fraction is 0.
     """
-    documents = np.flatnonzero(tokenized.sentence_counts() > 0)
+    documents = np.flatnonzero(sentence_counts_D > 0)
     if eval_fraction == 0:
         return documents, documents[:0]
     num_eval = max(min_eval, int(round(eval_fraction * len(documents))))
@@ -42,9 +45,9 @@ def train_eval_split(tokenized: TokenizedCorpus, eval_fraction: float, min_eval:
     return np.sort(shuffled[num_eval:]), np.sort(shuffled[:num_eval])
 
 
-def _check_nsp_possible(tokenized: TokenizedCorpus, documents: np.ndarray, source: str) -> None:
+def _check_nsp_possible(sentence_counts_D: np.ndarray, documents: np.ndarray, source: str) -> None:
     """NSP needs two training documents to draw NotNext from, and one with two sentences for IsNext."""
-    counts = tokenized.sentence_counts()[documents]
+    counts = sentence_counts_D[documents]
     if len(documents) < 2:
         raise UserError(
             f"corpus {source}: the training split has {len(documents)} document(s), NSP needs at least 2; "
@@ -59,17 +62,18 @@ def _check_nsp_possible(tokenized: TokenizedCorpus, documents: np.ndarray, sourc
 
 
 def build_pretraining_data(config: Config) -> PretrainingData:
-    """Corpus → tokenizer → tokenized corpus (cached) → train/eval split → batch streams."""
-    cache_dir = cache_root(config.data)
+    """Corpus → train/eval split (checked before anything is cached) → tokenizer → tokens → streams."""
     corpus = load_corpus(config.data)
-    tokenizer = load_tokenizer(config.tokenizer, corpus, cache_dir)
-    tokenized = tokenize_corpus(corpus, tokenizer, cache_dir)
+    sentence_counts_D = np.array([len(split_sentences(document)) for document in corpus.documents])
     nsp = config.train.nsp
-    train_docs, eval_docs = train_eval_split(tokenized, config.data.eval_fraction, 2 if nsp else 1, config.train.seed)
+    train_docs, eval_docs = train_eval_split(sentence_counts_D, config.data.eval_fraction, 2 if nsp else 1, config.train.seed)
     if len(train_docs) == 0:
         raise UserError(f"corpus {corpus.source} leaves no training documents; lower data.eval_fraction or add text")
     if nsp:
-        _check_nsp_possible(tokenized, train_docs, corpus.source)
+        _check_nsp_possible(sentence_counts_D, train_docs, corpus.source)
+    cache_dir = cache_root(config.data)
+    tokenizer = load_tokenizer(config.tokenizer, corpus, cache_dir)
+    tokenized = tokenize_corpus(corpus, tokenizer, cache_dir)
     ids = TokenIds.from_tokenizer(tokenizer)
 
     def stream(documents: np.ndarray, batch_size: int) -> PretrainingStream:

@@ -71,7 +71,8 @@ def mask_tokens(
     batch, length = input_ids_BxL.shape
     order_BxL = _selection_order(maskable_BxL, word_start_BxL, rng)
     num_maskable_B = maskable_BxL.sum(axis=1)
-    wanted_B = np.floor(num_maskable_B * config.mask_prob + 0.5).astype(np.int64)
+    # Round half up; the epsilon keeps 0.35 × 90 = 31.4999… (in binary) rounding to 32.
+    wanted_B = np.floor(num_maskable_B * config.mask_prob + 0.5 + 1e-9).astype(np.int64)
     wanted_B = np.minimum(np.clip(wanted_B, 1, num_predictions), num_maskable_B)
     if word_start_BxL is not None:
         wanted_B = _whole_word_counts(order_BxL, maskable_BxL, word_start_BxL, wanted_B)
@@ -94,7 +95,7 @@ def mask_tokens(
         np.where(draw_BxP < config.mask_replace_prob + config.random_replace_prob, random_BxP, original_BxP),
     )
     masked_ids_BxL = input_ids_BxL.copy()
-    masked_ids_BxL[rows_B1, positions_BxP] = np.where(valid_BxP, replacement_BxP, masked_ids_BxL[rows_B1, positions_BxP])
+    masked_ids_BxL[np.nonzero(valid_BxP)[0], positions_BxP[valid_BxP]] = replacement_BxP[valid_BxP]
     return MaskedTokens(
         input_ids_BxL=masked_ids_BxL.astype(np.int32),
         masked_lm_positions_BxP=positions_BxP.astype(np.int32),

@@ -17,6 +17,7 @@ from bert_flax.data.masking import mask_tokens
 from bert_flax.data.pairing import Instances, segment_bounds, segment_pairs, sentence_pairs, single_segments
 from bert_flax.data.tokenized import TokenizedCorpus
 from bert_flax.data.tokenizer import TokenIds
+from bert_flax.errors import UserError
 
 Batch = dict[str, np.ndarray]
 # Independent random streams derived from the seed.
@@ -98,6 +99,8 @@ def make_batch(
 
 def local_rows(batch: Batch, process_index: int, process_count: int) -> Batch:
     """This process' slice of a global batch (multi-host: each host feeds only its own rows)."""
+    if len(batch["input_ids"]) % process_count:
+        raise ValueError(f"a batch of {len(batch['input_ids'])} rows does not split over {process_count} processes")
     rows = len(batch["input_ids"]) // process_count
     return {key: value[process_index * rows : (process_index + 1) * rows] for key, value in batch.items()}
 
@@ -146,6 +149,8 @@ class PretrainingStream:
         parts, epoch, offset, needed = [], position.epoch, position.offset, self.batch_size
         while needed:
             instances = self.epoch_instances(epoch)
+            if len(instances) == 0:
+                raise UserError(f"epoch {epoch} of the data has no examples; the documents are too short to pair")
             take = min(needed, len(instances) - offset)
             parts.append(instances.take(slice(offset, offset + take)))
             needed -= take

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +66,12 @@ def tokenize_documents(documents: tuple[str, ...] | list[str], tokenizer: PreTra
 
 
 def _cache_key(corpus: Corpus, tokenizer: PreTrainedTokenizerBase) -> str:
-    tokenizer_state = tokenizer.backend_tokenizer.to_str()
+    # Truncation and padding are left out: transformers rewrites them on every call, and
+    # tokenize_documents neither truncates nor pads.
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    tokenizer_state = json.dumps(state, sort_keys=True)
     return hashlib.sha256(f"{FORMAT_VERSION}|{corpus.sha256}|{tokenizer_state}".encode()).hexdigest()[:24]
 
 
@@ -77,7 +84,7 @@ def tokenize_corpus(corpus: Corpus, tokenizer: PreTrainedTokenizerBase, cache_di
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 return TokenizedCorpus(**{f.name: arrays[f.name] for f in dataclasses.fields(TokenizedCorpus)})
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged cache entry is rebuilt below
     tokenized = tokenize_documents(corpus.documents, tokenizer)
     path.parent.mkdir(parents=True, exist_ok=True)
