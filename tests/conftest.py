@@ -9,6 +9,18 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The batch contract (../shared/CONTRACTS.md), written out independently of the library.
+BATCH_KEYS = frozenset(
+    {
+        "input_ids",
+        "token_type_ids",
+        "attention_mask",
+        "masked_lm_positions",
+        "masked_lm_ids",
+        "masked_lm_weights",
+        "next_sentence_labels",
+    }
+)
 SHARED_CORPUS = REPO_ROOT.parent / "shared" / "data" / "meditations.txt"
 
 
@@ -45,3 +57,17 @@ def corpus_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def corpus_lines(corpus_path: Path) -> list[str]:
     return [line for line in corpus_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def corpus_data(corpus_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(TokenizedCorpus, TokenIds) of the corpus with a WordPiece vocabulary trained on it."""
+    from bert_flax.config import DataConfig, TokenizerConfig
+    from bert_flax.data.corpus import load_corpus
+    from bert_flax.data.tokenized import tokenize_corpus
+    from bert_flax.data.tokenizer import TokenIds, load_tokenizer
+
+    cache_dir = tmp_path_factory.mktemp("corpus_cache")
+    corpus = load_corpus(DataConfig(path=str(corpus_path)))
+    tokenizer = load_tokenizer(TokenizerConfig(train=True), corpus, cache_dir)
+    return tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir), TokenIds.from_tokenizer(tokenizer)

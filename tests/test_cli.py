@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from conftest import BATCH_KEYS
 from transformers import BertTokenizerFast
 
 from bert_flax.cli import main
@@ -21,15 +21,6 @@ from bert_flax.errors import EXIT_BAD_INPUT, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO_ROOT / "configs" / "smoke.yaml")
-BATCH_KEYS = {
-    "input_ids",
-    "token_type_ids",
-    "attention_mask",
-    "masked_lm_positions",
-    "masked_lm_ids",
-    "masked_lm_weights",
-    "next_sentence_labels",
-}
 PROVENANCE_KEYS = {"tokens", "doc_a", "doc_b", "sentences_a", "sentences_b"}
 IS_NEXT, NOT_NEXT = 0, 1
 

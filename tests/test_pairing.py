@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bert_flax.config import DataConfig, TokenizerConfig
-from bert_flax.data.corpus import load_corpus
 from bert_flax.data.pairing import (
     IS_NEXT,
     NOT_NEXT,
@@ -19,18 +16,9 @@ from bert_flax.data.pairing import (
     single_segments,
     truncate_pairs,
 )
-from bert_flax.data.tokenized import TokenizedCorpus, tokenize_corpus
-from bert_flax.data.tokenizer import TokenIds, load_tokenizer
+from bert_flax.data.tokenized import TokenizedCorpus
 
 MAX_TOKENS = (61, 125)  # max_seq_len 64 and 128 with NSP
-
-
-@pytest.fixture(scope="module")
-def corpus_data(corpus_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TokenizedCorpus, TokenIds]:
-    cache_dir = tmp_path_factory.mktemp("pairing_cache")
-    corpus = load_corpus(DataConfig(path=str(corpus_path)))
-    tokenizer = load_tokenizer(TokenizerConfig(train=True), corpus, cache_dir)
-    return tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir), TokenIds.from_tokenizer(tokenizer)
 
 
 @pytest.fixture(scope="module")

@@ -5,35 +5,16 @@ from __future__ import annotations
 import itertools
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BATCH_KEYS
 
-from bert_flax.config import DataConfig, MaskingConfig, TokenizerConfig
-from bert_flax.data.corpus import load_corpus
+from bert_flax.config import DataConfig, MaskingConfig
 from bert_flax.data.pipeline import STREAM_EVAL, DataPosition, PretrainingStream, layout, local_rows
-from bert_flax.data.tokenized import TokenizedCorpus, tokenize_corpus
-from bert_flax.data.tokenizer import TokenIds, load_tokenizer
+from bert_flax.data.tokenizer import TokenIds
 
 MAX_SEQ_LEN = 64
-BATCH_KEYS = {
-    "input_ids",
-    "token_type_ids",
-    "attention_mask",
-    "masked_lm_positions",
-    "masked_lm_ids",
-    "masked_lm_weights",
-    "next_sentence_labels",
-}
-
-
-@pytest.fixture(scope="module")
-def corpus_data(corpus_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TokenizedCorpus, TokenIds]:
-    cache_dir = tmp_path_factory.mktemp("pipeline_cache")
-    corpus = load_corpus(DataConfig(path=str(corpus_path)))
-    tokenizer = load_tokenizer(TokenizerConfig(train=True), corpus, cache_dir)
-    return tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir), TokenIds.from_tokenizer(tokenizer)
 
 
 @pytest.fixture(scope="module")

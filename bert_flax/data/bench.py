@@ -7,7 +7,6 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
 
 from bert_flax.config import Config
 from bert_flax.data.dataset import build_pretraining_data
