@@ -52,7 +52,10 @@ def _bench_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bert-flax", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="bert-flax",
+        description="Pre-train BERT (MLM + NSP) in JAX/Flax. Bad input exits with code 2 and one line on stderr.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
