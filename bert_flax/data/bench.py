@@ -7,7 +7,6 @@ import tempfile
 import time
 from typing import Any
 
-
 from bert_flax.config import Config
 from bert_flax.data.dataset import build_pretraining_data
 

@@ -82,8 +82,7 @@ def build_pretraining_data(config: Config) -> PretrainingData:
         )
 
     train = stream(train_docs, config.train.batch_size)
-    if len(train.epoch_instances(0)) == 0:
-        raise UserError(f"corpus {corpus.source} yields no training examples; add text")
+    train.epoch_instances(0)  # fail now, not at the first batch, when the documents make no examples
     return PretrainingData(
         corpus=corpus,
         tokenizer=tokenizer,

@@ -141,7 +141,10 @@ class PretrainingStream:
         """The instances of `epoch` (pairs are re-drawn every epoch); the last epoch is cached."""
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             rng = np.random.default_rng([self.seed, STREAM_PAIRING, epoch])
-            self._epoch_cache = (epoch, self.draw_instances(rng))
+            instances = self.draw_instances(rng)
+            if len(instances) == 0:  # an endless search for a batch otherwise
+                raise UserError(f"epoch {epoch} of the data has no examples; the documents are too short to pair")
+            self._epoch_cache = (epoch, instances)
         return self._epoch_cache[1]
 
     def instances_at(self, position: DataPosition) -> tuple[Instances, DataPosition]:
@@ -149,8 +152,6 @@ class PretrainingStream:
         parts, epoch, offset, needed = [], position.epoch, position.offset, self.batch_size
         while needed:
             instances = self.epoch_instances(epoch)
-            if len(instances) == 0:
-                raise UserError(f"epoch {epoch} of the data has no examples; the documents are too short to pair")
             take = min(needed, len(instances) - offset)
             parts.append(instances.take(slice(offset, offset + take)))
             needed -= take
