@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from bert_flax.config import Config, load_config
@@ -51,6 +53,18 @@ def _bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from bert_flax.train import pretrain
+
+    config = _config(args)
+    run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "meditations"))
+    result = pretrain(config, run_dir, stop_at=args.stop_at)
+    status = "finished" if result.finished else f"stopped at step {result.step} (rerun to resume)"
+    shown = " ".join(f"{key} {value:.4f}" for key, value in result.eval.items())
+    print(f"{status}: {result.run_dir}" + (f"; eval {shown}" if shown else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="bert-flax",
@@ -75,12 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench = verb("bench-data", _bench_data, "measure the data pipeline: preparation time and tokens/s")
     bench.add_argument("--seconds", type=float, default=3.0, help="time spent producing batches (default 3)")
     bench.add_argument("--json", action="store_true", help="one JSON object")
+
+    train = verb("pretrain", _pretrain, "pre-train BERT with MLM + NSP; rerunning on the same run dir resumes")
+    train.add_argument("--run-dir", help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)")
+    train.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint, as if preempted")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)

@@ -1,0 +1,77 @@
+"""Orbax checkpoints of the train state (params, optimizer state, step, dropout key) and the data position.
+
+Saves are asynchronous; the last `checkpoint.keep` are kept. A checkpoint that cannot be read
+is moved aside to RUN_DIR/unreadable_checkpoints/ with a warning and the previous one is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from bert_flax.data.pipeline import DataPosition
+from bert_flax.errors import UserError
+
+log = logging.getLogger(__name__)
+UNREADABLE_DIR = "unreadable_checkpoints"
+
+
+class Checkpoints:
+    """A CheckpointManager over RUN_DIR/checkpoints holding {state, data} per step."""
+
+    def __init__(self, directory: Path, keep: int) -> None:
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state: Any, position: DataPosition) -> None:
+        """Start an async save; it returns once the arrays are copied off the devices."""
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(dataclasses.asdict(position))
+        )
+        self.manager.save(step, args=args, force=True)
+
+    def restore_latest(self, like_state: Any) -> tuple[Any, DataPosition] | None:
+        """The newest readable (state, position), shaped and sharded like `like_state`; None without checkpoints."""
+        steps = self.all_steps()
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+        for step in reversed(steps):
+            try:
+                restored = self.manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore())
+                )
+                return restored["state"], DataPosition(**restored["data"])
+            except Exception as err:  # orbax and tensorstore raise many types for damaged files
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                aside = self._move_aside(step)
+                log.warning("checkpoint step %d is unreadable (%s); moved it to %s, trying the previous one", step, reason[:200], aside)
+        if steps:
+            raise UserError(
+                f"no readable checkpoint in {self.directory} (steps {', '.join(map(str, steps))} failed to load); "
+                f"see {self.directory.parent / UNREADABLE_DIR} and start a new run with another --run-dir"
+            )
+        return None
+
+    def _move_aside(self, step: int) -> Path:
+        aside = self.directory.parent / UNREADABLE_DIR / str(step)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        if aside.exists():
+            shutil.rmtree(aside)
+        shutil.move(str(self.directory / str(step)), aside)
+        self.manager.reload()
+        return aside
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()

@@ -1,0 +1,203 @@
+"""Building transformers' FlaxBertForPreTraining: from a preset (random init) or a checkpoint.
+
+The module and its parameter tree are exactly Hugging Face's, so `save_pretrained` and every
+tool that reads HF BERT weights work on what we train. Parameters are always float32;
+`model.dtype` only sets the compute dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import transformers
+from flax.traverse_util import flatten_dict
+from transformers import BertConfig, FlaxBertForPreTraining
+
+from bert_flax.config import MODEL_PRESETS, PRESET_MAX_POSITIONS, Config
+from bert_flax.errors import UserError
+from bert_flax.hub import load_local_or_hub
+
+Params = dict[str, Any]
+# Parameter groups that a checkpoint without pre-training heads (a BertModel) lacks.
+HEAD_GROUPS = ("cls/predictions", "cls/seq_relationship", "bert/pooler")
+OFFLINE_FIX = "offline, train from scratch with --config configs/meditations_scratch.yaml or pass model.init=DIR"
+
+log = logging.getLogger(__name__)
+
+
+def _drop_flax_deprecation(record: logging.LogRecord) -> bool:
+    """transformers 4.x announces on every Flax model that v5 drops Flax; we pin <5, so it is noise."""
+    return "TensorFlow and JAX classes are deprecated" not in record.getMessage()
+
+
+logging.getLogger("transformers.modeling_flax_utils").addFilter(_drop_flax_deprecation)
+
+
+@dataclasses.dataclass
+class PretrainingModel:
+    """The HF wrapper (config, module, save_pretrained) and float32 parameters kept outside it."""
+
+    model: FlaxBertForPreTraining  # built with _do_init=False: parameters live in `params`
+    params: Params
+    initialized_heads: tuple[str, ...] = ()  # head groups that started from random init
+
+    @property
+    def config(self) -> BertConfig:
+        return self.model.config
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def preset_config(preset: str, vocab_size: int) -> BertConfig:
+    """BertConfig of a Google BERT size: heads = hidden / 64, FFN = 4 × hidden."""
+    if preset not in MODEL_PRESETS:
+        raise UserError(f"model.preset must be one of {', '.join(MODEL_PRESETS)}; got {preset!r}")
+    sizes = MODEL_PRESETS[preset]
+    hidden = sizes["hidden_size"]
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=sizes["num_hidden_layers"],
+        num_attention_heads=hidden // 64,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=PRESET_MAX_POSITIONS,
+    )
+
+
+def init_params(model: FlaxBertForPreTraining, seed: int, sharding: jax.sharding.Sharding | None = None) -> Params:
+    """Random parameters, created shape-first directly with `sharding` (replicated by default)."""
+    def init(rng: jax.Array) -> Params:
+        return model.init_weights(rng, (1, 1))
+
+    rng = jax.random.PRNGKey(seed)
+    if sharding is None:
+        return jax.jit(init)(rng)
+    shapes = jax.eval_shape(init, rng)
+    return jax.jit(init, out_shardings=jax.tree.map(lambda _: sharding, shapes))(rng)
+
+
+def _from_preset(config: Config, vocab_size: int) -> PretrainingModel:
+    bert_config = preset_config(config.model.preset, vocab_size)
+    model = FlaxBertForPreTraining(bert_config, dtype=compute_dtype(config.model.dtype), _do_init=False)
+    return PretrainingModel(model, init_params(model, config.train.seed))
+
+
+def _initialized_groups(loaded: Params, random: Params) -> tuple[str, ...]:
+    """Head groups whose loaded values are exactly the random init: the checkpoint lacked them."""
+    loaded_flat, random_flat = flatten_dict(loaded, sep="/"), flatten_dict(random, sep="/")
+    fresh = [k for k, v in loaded_flat.items() if np.array_equal(np.asarray(v), np.asarray(random_flat[k]))]
+    return tuple(g for g in HEAD_GROUPS if any(k.startswith(g + "/") for k in fresh))
+
+
+def _from_checkpoint(config: Config) -> PretrainingModel:
+    name, seed, dtype = config.model.init, config.train.seed, compute_dtype(config.model.dtype)
+
+    def load(path: str, **kwargs: Any) -> FlaxBertForPreTraining:
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # we report missing heads ourselves, in one line
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return FlaxBertForPreTraining.from_pretrained(path, seed=seed, dtype=dtype, **kwargs)
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+
+    loaded = load_local_or_hub(name, load, "model", OFFLINE_FIX)
+    if loaded.config.model_type != "bert":
+        raise UserError(f"model.init={name} is a {loaded.config.model_type!r} model, not BERT; pass a BERT checkpoint")
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)
+    # The same seed gives the same random init that from_pretrained used for missing weights.
+    random = FlaxBertForPreTraining(loaded.config, seed=seed, dtype=dtype).params
+    heads = _initialized_groups(params, random)
+    if heads:
+        log.warning("model.init=%s has no weights for %s; they start from random init", name, ", ".join(heads))
+    model = FlaxBertForPreTraining(loaded.config, dtype=dtype, _do_init=False)
+    return PretrainingModel(model, params, heads)
+
+
+def build_model(config: Config, vocab_size: int) -> PretrainingModel:
+    """FlaxBertForPreTraining from `model.init` (a checkpoint) or `model.preset` (random init).
+
+    `vocab_size` is the tokenizer's; a checkpoint with another vocabulary size is an error.
+    """
+    pretrained = _from_checkpoint(config) if config.model.init else _from_preset(config, vocab_size)
+    model_vocab = pretrained.config.vocab_size
+    if model_vocab != vocab_size:
+        raise UserError(
+            f"the tokenizer has {vocab_size} tokens but model.init={config.model.init} has {model_vocab}; "
+            "use the checkpoint's own tokenizer (tokenizer.name=the same name or directory)"
+        )
+    if config.data.max_seq_len > pretrained.config.max_position_embeddings:
+        raise UserError(
+            f"data.max_seq_len={config.data.max_seq_len} exceeds the model's "
+            f"{pretrained.config.max_position_embeddings} positions; lower data.max_seq_len"
+        )
+    return pretrained
+
+
+def _gathered_heads(
+    module: Any,
+    input_ids_BxL: jax.Array,
+    attention_mask_BxL: jax.Array,
+    token_type_ids_BxL: jax.Array,
+    masked_lm_positions_BxP: jax.Array,
+    deterministic: bool,
+    mlm: bool,
+    nsp: bool,
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """FlaxBertForPreTrainingModule's forward, with the MLM head applied at the masked positions only."""
+    position_ids_BxL = jnp.broadcast_to(jnp.arange(input_ids_BxL.shape[1]), input_ids_BxL.shape)
+    hidden_BxLxH, pooled_BxH = module.bert(
+        input_ids_BxL,
+        attention_mask_BxL,
+        token_type_ids_BxL,
+        position_ids_BxL,
+        None,
+        deterministic=deterministic,
+        return_dict=False,
+    )[:2]
+    mlm_logits_BxPxV = nsp_logits_Bx2 = None
+    if mlm:
+        gathered_BxPxH = jnp.take_along_axis(hidden_BxLxH, masked_lm_positions_BxP[:, :, None], axis=1)
+        shared = None
+        if module.config.tie_word_embeddings:
+            shared = module.bert.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
+        mlm_logits_BxPxV = module.cls.predictions(gathered_BxPxH, shared_embedding=shared)
+    if nsp:
+        nsp_logits_Bx2 = module.cls.seq_relationship(pooled_BxH)
+    return mlm_logits_BxPxV, nsp_logits_Bx2
+
+
+def pretraining_logits(
+    model: FlaxBertForPreTraining,
+    params: Params,
+    batch: dict[str, jax.Array],
+    objectives: tuple[str, ...],
+    dropout_rng: jax.Array | None = None,
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """(MLM logits [B, P, V] at `masked_lm_positions`, NSP logits [B, 2]), float32; None for an objective not trained.
+
+    Dropout is on when `dropout_rng` is given.
+    """
+    mlm_logits_BxPxV, nsp_logits_Bx2 = model.module.apply(
+        {"params": params},
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["token_type_ids"],
+        batch["masked_lm_positions"],
+        dropout_rng is None,
+        "mlm" in objectives,
+        "nsp" in objectives,
+        rngs={} if dropout_rng is None else {"dropout": dropout_rng},
+        method=_gathered_heads,
+    )
+    as_f32 = lambda x: None if x is None else x.astype(jnp.float32)  # noqa: E731
+    return as_f32(mlm_logits_BxPxV), as_f32(nsp_logits_Bx2)

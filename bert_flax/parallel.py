@@ -1,0 +1,106 @@
+"""Data parallelism over every device: the one place where train and eval steps are jitted.
+
+`parallel.mode=jit` (default): a ("data",) mesh over all devices of all processes; batches are
+global arrays sharded along `data`, the state is replicated. `parallel.mode=pmap` (pmap.py) is
+the classic replicate-and-pmean recipe. Both expose the same small interface to the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from bert_flax.config import Config
+from bert_flax.errors import UserError
+from bert_flax.train_step import Batch, Metrics, TrainState, make_eval_step, make_train_step
+
+DATA_AXIS = "data"
+
+
+class DataParallel(Protocol):
+    """What the training loop needs from a parallelism mode."""
+
+    num_devices: int
+
+    def place_state(self, state: TrainState) -> Any: ...  # a state from `host_state` layout → device layout
+    def host_state(self, state: Any) -> TrainState: ...  # device layout → global arrays, one copy (checkpoints)
+    def place_batch(self, local_batch: dict[str, np.ndarray]) -> Any: ...
+    def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]: ...
+    def eval_step(self, state: Any, batch: Any) -> Any: ...
+    def read_metrics(self, metrics: Any) -> dict[str, float]: ...
+
+
+def check_batch_sizes(config: Config, num_devices: int, process_count: int) -> None:
+    """Every device gets whole rows of every micro-batch and of every eval batch."""
+    train, accum = config.train.batch_size, config.train.grad_accum_steps
+    if train % (num_devices * accum):
+        raise UserError(
+            f"train.batch_size={train} is not divisible by {num_devices} devices × "
+            f"train.grad_accum_steps={accum}; use a multiple of {num_devices * accum}"
+        )
+    if config.eval.batch_size % num_devices:
+        raise UserError(
+            f"eval.batch_size={config.eval.batch_size} is not divisible by {num_devices} devices; "
+            f"use a multiple of {num_devices}"
+        )
+    if train % process_count:
+        raise UserError(f"train.batch_size={train} is not divisible by {process_count} processes")
+
+
+class JitDataParallel:
+    """jit with explicit shardings: batch rows split along the mesh's `data` axis, state replicated."""
+
+    def __init__(self, model: Any, tx: optax.GradientTransformation, schedule: optax.Schedule, config: Config):
+        self.mesh = Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+        self.num_devices = self.mesh.size
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
+        objectives = config.train.objectives
+        step = make_train_step(model, tx, schedule, objectives, config.train.grad_accum_steps)
+        self._train_step = jax.jit(
+            step,
+            in_shardings=(self.replicated, self.batch_sharding),
+            out_shardings=(self.replicated, self.replicated),
+            donate_argnums=0,
+        )
+        self._eval_step = jax.jit(
+            make_eval_step(model, objectives),
+            in_shardings=(self.replicated, self.batch_sharding),
+            out_shardings=self.replicated,
+        )
+
+    def place_state(self, state: TrainState) -> TrainState:
+        return jax.device_put(state, self.replicated)
+
+    def host_state(self, state: TrainState) -> TrainState:
+        return state
+
+    def place_batch(self, local_batch: dict[str, np.ndarray]) -> Batch:
+        return {
+            key: jax.make_array_from_process_local_data(self.batch_sharding, value)
+            for key, value in local_batch.items()
+        }
+
+    def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        return self._train_step(state, batch)
+
+    def eval_step(self, state: TrainState, batch: Batch) -> Metrics:
+        return self._eval_step(state.params, batch)
+
+    def read_metrics(self, metrics: Metrics) -> dict[str, float]:
+        return {key: float(value) for key, value in jax.device_get(metrics).items()}
+
+
+def make_data_parallel(
+    model: Any, tx: optax.GradientTransformation, schedule: optax.Schedule, config: Config
+) -> DataParallel:
+    """The configured mode (`check_batch_sizes` first: a bad batch size is a user error, not a crash)."""
+    if config.parallel.mode == "pmap":
+        from bert_flax.pmap import PmapDataParallel
+
+        return PmapDataParallel(model, tx, schedule, config)
+    return JitDataParallel(model, tx, schedule, config)

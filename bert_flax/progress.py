@@ -1,0 +1,54 @@
+"""Progress on stderr: a one-line bar on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Progress:
+    """`update` every step; on a terminal it redraws one line, elsewhere it prints every `every` steps."""
+
+    def __init__(self, total_steps: int, start_step: int, stream: TextIO | None = None, enabled: bool = True) -> None:
+        self.total, self.start = total_steps, start_step
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = self.stream.isatty()
+        self.every = max(1, total_steps // 20)
+        self.t0 = time.perf_counter()
+
+    def _eta(self, step: int) -> str:
+        done = step - self.start
+        if done <= 0:
+            return "?"
+        return format_duration((time.perf_counter() - self.t0) / done * (self.total - step))
+
+    def update(self, step: int, loss: float, tokens_per_second: float) -> None:
+        if not self.enabled:
+            return
+        width = 24
+        filled = int(width * step / self.total)
+        text = f"step {step}/{self.total} loss {loss:.4f} {tokens_per_second:,.0f} tok/s eta {self._eta(step)}"
+        if self.tty:
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K")
+            self.stream.flush()
+        elif step % self.every == 0 or step == self.total:
+            print(text, file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        """A line of its own (eval results, checkpoints), not overwritten by the bar."""
+        if self.enabled:
+            print(("\r\x1b[K" if self.tty else "") + text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

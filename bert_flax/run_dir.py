@@ -1,0 +1,103 @@
+"""The run directory: the resolved config that guards it, and metrics.jsonl.
+
+A run dir belongs to one config. Rerunning the same config resumes; another config is refused
+before anything in the directory is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bert_flax.config import Config, config_to_dict, dump_config, load_config
+from bert_flax.errors import UserError
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    return [
+        f"{section}.{key}: {old[section].get(key)!r} → {value!r}"
+        for section, values in new.items()
+        for key, value in values.items()
+        if old.get(section, {}).get(key) != value
+    ]
+
+
+def check_run_dir(run_dir: Path, config: Config) -> bool:
+    """True when `run_dir` holds this config's run (resume), False when it is new or empty; else an error."""
+    config_path = run_dir / CONFIG_FILE
+    if config_path.is_file():
+        try:
+            saved = load_config(config_path)
+        except UserError as err:
+            raise UserError(f"run dir {run_dir} has an unreadable {CONFIG_FILE} ({err}); use another --run-dir") from None
+        changed = _differences(config_to_dict(saved), config_to_dict(config))
+        if changed:
+            raise UserError(
+                f"run dir {run_dir} holds another run's config ({'; '.join(changed[:3])}); "
+                "rerun with that config to resume, or pass another --run-dir"
+            )
+        return True
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UserError(f"run dir {run_dir} exists and is not a bert-flax run (no {CONFIG_FILE}); pass another --run-dir")
+    return False
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file, so a reader never sees half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def create_run_dir(run_dir: Path, config: Config) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / CONFIG_FILE, dump_config(config))
+
+
+def _json_value(value: Any) -> Any:
+    """NaN and Inf as strings: JSON has no literal for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricsLog:
+    """Appends one JSON object per event to metrics.jsonl; on resume, drops events after the checkpoint."""
+
+    def __init__(self, run_dir: Path, resume_step: int, enabled: bool = True) -> None:
+        self.path = run_dir / METRICS_FILE
+        self.enabled = enabled
+        self.elapsed_before = 0.0  # elapsed_seconds of the last kept event: a resumed run's clock continues
+        if not enabled:
+            return
+        kept = []
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a crash
+                    continue
+                if record.get("step", 0) <= resume_step:
+                    kept.append(line)
+                    self.elapsed_before = float(record.get("elapsed_seconds", self.elapsed_before))
+        write_atomic(self.path, "".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({key: _json_value(value) for key, value in record.items()}) + "\n")
+
+
+def read_metrics(run_dir: Path, split: str | None = None) -> list[dict[str, Any]]:
+    """The events of a run's metrics.jsonl, optionally only one split."""
+    lines = (Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in records if split is None or r.get("split") == split]
