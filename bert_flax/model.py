@@ -53,7 +53,7 @@ class PretrainingModel:
 
 
 def compute_dtype(name: str) -> jnp.dtype:
-    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+    return {"float32": jnp.float32, "bfloat16": jnp.float32}[name]
 
 
 def preset_config(preset: str, vocab_size: int) -> BertConfig:
@@ -91,10 +91,13 @@ def _from_preset(config: Config, vocab_size: int) -> PretrainingModel:
 
 
 def _initialized_groups(loaded: Params, random: Params) -> tuple[str, ...]:
-    """Head groups whose loaded values are exactly the random init: the checkpoint lacked them."""
+    """Head groups whose loaded values are all exactly the random init: the checkpoint lacked them.
+
+    All, not any: a loaded leaf may equal its init (MiniLM's pooler bias is all zeros, like a fresh one).
+    """
     loaded_flat, random_flat = flatten_dict(loaded, sep="/"), flatten_dict(random, sep="/")
-    fresh = [k for k, v in loaded_flat.items() if np.array_equal(np.asarray(v), np.asarray(random_flat[k]))]
-    return tuple(g for g in HEAD_GROUPS if any(k.startswith(g + "/") for k in fresh))
+    same = {k: np.array_equal(np.asarray(v), np.asarray(random_flat[k])) for k, v in loaded_flat.items()}
+    return tuple(g for g in HEAD_GROUPS if all(v for k, v in same.items() if k.startswith(g + "/")))
 
 
 def _from_checkpoint(config: Config) -> PretrainingModel:

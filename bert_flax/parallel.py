@@ -7,9 +7,10 @@ the classic replicate-and-pmean recipe. Both expose the same small interface to 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -54,8 +55,15 @@ def check_batch_sizes(config: Config, num_devices: int, process_count: int) -> N
 class JitDataParallel:
     """jit with explicit shardings: batch rows split along the mesh's `data` axis, state replicated."""
 
-    def __init__(self, model: Any, tx: optax.GradientTransformation, schedule: optax.Schedule, config: Config):
-        self.mesh = Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+    def __init__(
+        self,
+        model: Any,
+        tx: optax.GradientTransformation,
+        schedule: optax.Schedule,
+        config: Config,
+        devices: Sequence[jax.Device] | None = None,
+    ):
+        self.mesh = Mesh(np.asarray(devices or jax.devices()), (DATA_AXIS,))
         self.num_devices = self.mesh.size
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
@@ -74,7 +82,8 @@ class JitDataParallel:
         )
 
     def place_state(self, state: TrainState) -> TrainState:
-        return jax.device_put(state, self.replicated)
+        """Fresh replicated buffers: the step donates them, the caller's arrays stay valid."""
+        return jax.jit(lambda tree: jax.tree.map(jnp.copy, tree), out_shardings=self.replicated)(state)
 
     def host_state(self, state: TrainState) -> TrainState:
         return state

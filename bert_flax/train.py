@@ -51,7 +51,7 @@ def _is_main() -> bool:
 
 
 def _check_finite(step: int, metrics: dict[str, float], checkpoints: Checkpoints) -> None:
-    bad = [key for key in ("loss", "grad_norm") if key in metrics and not math.isfinite(metrics[key])]
+    bad = [key for key in ("loss", "grad_norm", "param_norm") if not math.isfinite(metrics[key])]
     if bad:
         checkpoints.wait()
         kept = checkpoints.all_steps()
@@ -105,7 +105,7 @@ class _Trainer:
         then, then_step = self.last_read
         tokens_per_second = self.tokens_per_step * (step - then_step) / max(now - then, 1e-9)
         self.last_read = (now, step)
-        values = {**normalize(raw, self.config.train.objectives), "grad_norm": raw["grad_norm"]}
+        values = {**normalize(raw, self.config.train.objectives), "grad_norm": raw["grad_norm"], "param_norm": raw["param_norm"]}
         _check_finite(step, values, self.checkpoints)
         self.last_train = values
         self.metrics.write({"step": step, "split": "train", **values, "learning_rate": raw["learning_rate"],

@@ -59,7 +59,7 @@ def make_train_step(
     grad_accum_steps: int = 1,
     axis_name: str | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-    """A pure `train_step(state, batch) -> (state, metrics)`; metrics are SUM_KEYS, grad_norm, learning_rate."""
+    """A pure `train_step(state, batch) -> (state, metrics)`; metrics: SUM_KEYS, grad/param norms, learning rate."""
 
     def psum(tree: Any) -> Any:
         return tree if axis_name is None else jax.lax.psum(tree, axis_name)
@@ -89,11 +89,14 @@ def make_train_step(
             (grads, sums), _ = jax.lax.scan(accumulate, zeros, xs)
         grads, sums = psum((grads, sums))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        metrics = {**sums, "grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step)}
-        new_state = state.replace(
-            step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state
-        )
-        return new_state, metrics
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            **sums,
+            "grad_norm": optax.tree.norm(grads),
+            "param_norm": optax.tree.norm(params),  # NaN/Inf here: the new state must not be saved
+            "learning_rate": schedule(state.step),
+        }
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return train_step
 

@@ -78,7 +78,8 @@ def build_pretraining_data(config: Config) -> PretrainingData:
 
     def stream(documents: np.ndarray, batch_size: int) -> PretrainingStream:
         return PretrainingStream(
-            tokenized, ids, documents, config.data, config.masking, nsp, config.train.seed, batch_size
+            tokenized, ids, documents, config.data, config.masking, nsp, config.train.seed, batch_size,
+            mlm="mlm" in config.train.objectives,
         )
 
     train = stream(train_docs, config.train.batch_size)

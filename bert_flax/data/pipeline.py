@@ -68,10 +68,16 @@ def make_batch(
     data: DataConfig,
     masking: MaskingConfig,
     rng: np.random.Generator,
+    mlm: bool = True,
 ) -> Batch:
-    """The batch contract: int32 [B, L] ids/types/mask, [B, P] MLM targets, int32 [B] NSP labels."""
+    """The batch contract: int32 [B, L] ids/types/mask, [B, P] MLM targets, int32 [B] NSP labels.
+
+    Without `mlm` (NSP-only training) nothing is masked and every prediction slot has weight 0.
+    """
     laid_out = layout(instances, token_ids, data.max_seq_len, ids)
     maskable_BxL = laid_out.pop("maskable")
+    if not mlm:
+        maskable_BxL = np.zeros_like(maskable_BxL)
     word_start_BxL = None
     if masking.whole_word_mask:
         previous_maskable_BxL = np.pad(maskable_BxL[:, :-1], ((0, 0), (1, 0)))
@@ -118,9 +124,11 @@ class PretrainingStream:
         nsp: bool,
         seed: int,
         batch_size: int,
+        mlm: bool = True,
     ) -> None:
         self.tokenized, self.ids, self.documents = tokenized, ids, np.asarray(documents, dtype=np.int64)
         self.data, self.masking, self.nsp, self.seed, self.batch_size = data, masking, nsp, seed, batch_size
+        self.mlm = mlm
         self.max_tokens = data.max_seq_len - (3 if nsp else 2)
         self.bounds, self.document_segments = segment_bounds(tokenized, self.max_tokens)
         self.word_start_T = ~ids.is_continuation_V[tokenized.token_ids]
@@ -165,7 +173,7 @@ class PretrainingStream:
         """The global batch at `position`, its instances, and the position after it."""
         instances, after = self.instances_at(position)
         rng = np.random.default_rng([self.seed, STREAM_MASKING, position.epoch, position.step])
-        batch = make_batch(instances, self.tokenized.token_ids, self.ids, self.data, self.masking, rng)
+        batch = make_batch(instances, self.tokenized.token_ids, self.ids, self.data, self.masking, rng, self.mlm)
         return batch, instances, after
 
     def iterate(
@@ -193,7 +201,7 @@ class PretrainingStream:
             real = rows < len(instances)
             chunk = instances.take(np.where(real, rows, start))
             rng = np.random.default_rng([self.seed, STREAM_EVAL, step])
-            batch = make_batch(chunk, self.tokenized.token_ids, self.ids, self.data, self.masking, rng)
+            batch = make_batch(chunk, self.tokenized.token_ids, self.ids, self.data, self.masking, rng, self.mlm)
             batch["masked_lm_weights"] = batch["masked_lm_weights"] * real[:, None]
             batch["example_weights"] = real.astype(np.float32)
             batches.append(batch)
