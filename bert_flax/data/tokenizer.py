@@ -104,6 +104,7 @@ def load_tokenizer(config: TokenizerConfig, corpus: Corpus | None = None, cache_
         config.name,
         BertTokenizerFast.from_pretrained,
         "tokenizer",
-        "pass tokenizer.name=DIR (a saved BERT tokenizer) or tokenizer.train=true",
+        "pass tokenizer.name=DIR (a saved BERT tokenizer) or tokenizer.train=true "
+        "(offline, configs/meditations_scratch.yaml needs no hub)",
     )
     return _check_bert_tokenizer(tokenizer, config.name)
