@@ -269,7 +269,7 @@ class OptimConfig(_Section):
 class CheckpointConfig(_Section):
     section: typing.ClassVar[str] = "checkpoint"
     # Save every this many steps (and at the end).
-    every: int = 500
+    every: int = 250
     # Checkpoints kept on disk.
     keep: int = 3
 
@@ -282,7 +282,7 @@ class CheckpointConfig(_Section):
 class EvalConfig(_Section):
     section: typing.ClassVar[str] = "eval"
     # Evaluate on the held-out documents every this many steps (and at the end).
-    every: int = 500
+    every: int = 250
     # Global eval batch size.
     batch_size: int = 32
 

