@@ -53,7 +53,12 @@ class Checkpoints:
             except Exception as err:  # orbax and tensorstore raise many types for damaged files
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
                 aside = self._move_aside(step)
-                log.warning("checkpoint step %d is unreadable (%s); moved it to %s, trying the previous one", step, reason[:200], aside)
+                log.warning(
+                    "checkpoint step %d is unreadable (%s); moved it to %s, trying the previous one",
+                    step,
+                    reason[:200],
+                    aside,
+                )
         if steps:
             raise UserError(
                 f"no readable checkpoint in {self.directory} (steps {', '.join(map(str, steps))} failed to load); "

@@ -45,7 +45,9 @@ def nsp_sums(nsp_logits_Bx2: jax.Array, batch: dict[str, jax.Array]) -> dict[str
     }
 
 
-def metric_sums(mlm_logits_BxPxV: jax.Array | None, nsp_logits_Bx2: jax.Array | None, batch: dict) -> dict[str, jax.Array]:
+def metric_sums(
+    mlm_logits_BxPxV: jax.Array | None, nsp_logits_Bx2: jax.Array | None, batch: dict
+) -> dict[str, jax.Array]:
     """All of SUM_KEYS; an objective that is not trained contributes zeros."""
     sums = {key: jnp.zeros((), jnp.float32) for key in SUM_KEYS}
     if mlm_logits_BxPxV is not None:

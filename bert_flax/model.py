@@ -74,6 +74,7 @@ def preset_config(preset: str, vocab_size: int) -> BertConfig:
 
 def init_params(model: FlaxBertForPreTraining, seed: int, sharding: jax.sharding.Sharding | None = None) -> Params:
     """Random parameters, created shape-first directly with `sharding` (replicated by default)."""
+
     def init(rng: jax.Array) -> Params:
         return model.init_weights(rng, (1, 1))
 

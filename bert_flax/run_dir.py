@@ -36,7 +36,9 @@ def check_run_dir(run_dir: Path, config: Config) -> bool:
         try:
             saved = load_config(config_path)
         except UserError as err:
-            raise UserError(f"run dir {run_dir} has an unreadable {CONFIG_FILE} ({err}); use another --run-dir") from None
+            raise UserError(
+                f"run dir {run_dir} has an unreadable {CONFIG_FILE} ({err}); use another --run-dir"
+            ) from None
         changed = _differences(config_to_dict(saved), config_to_dict(config))
         if changed:
             raise UserError(
@@ -45,7 +47,9 @@ def check_run_dir(run_dir: Path, config: Config) -> bool:
             )
         return True
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise UserError(f"run dir {run_dir} exists and is not a bert-flax run (no {CONFIG_FILE}); pass another --run-dir")
+        raise UserError(
+            f"run dir {run_dir} exists and is not a bert-flax run (no {CONFIG_FILE}); pass another --run-dir"
+        )
     return False
 
 

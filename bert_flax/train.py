@@ -61,11 +61,15 @@ def _check_finite(step: int, metrics: dict[str, float], checkpoints: Checkpoints
         )
 
 
-def evaluate(parallel: DataParallel, state: Any, batches: list[dict[str, np.ndarray]], objectives: tuple[str, ...]) -> dict[str, float]:
+def evaluate(
+    parallel: DataParallel, state: Any, batches: list[dict[str, np.ndarray]], objectives: tuple[str, ...]
+) -> dict[str, float]:
     """MLM loss/accuracy/perplexity and NSP loss/accuracy over all eval batches (one host sync)."""
     total = None
     for batch in batches:
-        sums = parallel.eval_step(state, parallel.place_batch(local_rows(batch, jax.process_index(), jax.process_count())))
+        sums = parallel.eval_step(
+            state, parallel.place_batch(local_rows(batch, jax.process_index(), jax.process_count()))
+        )
         total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
     return normalize(parallel.read_metrics(total), objectives)
 
@@ -85,8 +89,15 @@ def _save_final(run_dir: Path, pretrained: PretrainingModel, params: Any, data: 
 class _Trainer:
     """The state of one pretrain() call; methods are the loop's steps."""
 
-    def __init__(self, config: Config, run_dir: Path, parallel: DataParallel, checkpoints: Checkpoints,
-                 metrics: MetricsLog, progress: Progress) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        parallel: DataParallel,
+        checkpoints: Checkpoints,
+        metrics: MetricsLog,
+        progress: Progress,
+    ) -> None:
         self.config, self.run_dir, self.parallel = config, run_dir, parallel
         self.checkpoints, self.metrics, self.progress = checkpoints, metrics, progress
         self.tokens_per_step = config.train.batch_size * config.data.max_seq_len
@@ -105,11 +116,23 @@ class _Trainer:
         then, then_step = self.last_read
         tokens_per_second = self.tokens_per_step * (step - then_step) / max(now - then, 1e-9)
         self.last_read = (now, step)
-        values = {**normalize(raw, self.config.train.objectives), "grad_norm": raw["grad_norm"], "param_norm": raw["param_norm"]}
+        values = {
+            **normalize(raw, self.config.train.objectives),
+            "grad_norm": raw["grad_norm"],
+            "param_norm": raw["param_norm"],
+        }
         _check_finite(step, values, self.checkpoints)
         self.last_train = values
-        self.metrics.write({"step": step, "split": "train", **values, "learning_rate": raw["learning_rate"],
-                            "tokens_per_second": tokens_per_second, "elapsed_seconds": self.elapsed()})
+        self.metrics.write(
+            {
+                "step": step,
+                "split": "train",
+                **values,
+                "learning_rate": raw["learning_rate"],
+                "tokens_per_second": tokens_per_second,
+                "elapsed_seconds": self.elapsed(),
+            }
+        )
         self.progress.update(step, values["loss"], tokens_per_second)
 
     def log_eval(self, step: int, state: Any, batches: list[dict[str, np.ndarray]]) -> None:

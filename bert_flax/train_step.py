@@ -45,6 +45,7 @@ def micro_batches(batch: Batch, num_micro: int) -> Batch:
 
     Strided rows keep every micro-batch spread over all devices when B is sharded.
     """
+
     def split(x: jax.Array) -> jax.Array:
         return jnp.swapaxes(x.reshape(x.shape[0] // num_micro, num_micro, *x.shape[1:]), 0, 1)
 
@@ -79,6 +80,7 @@ def make_train_step(
         if grad_accum_steps == 1:
             grads, sums = grad_fn(state.params, batch, counts, step_key)
         else:
+
             def accumulate(carry: tuple, micro: tuple) -> tuple[tuple, None]:
                 micro_batch, index = micro
                 grads, sums = grad_fn(state.params, micro_batch, counts, jax.random.fold_in(step_key, index))

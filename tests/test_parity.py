@@ -42,8 +42,14 @@ def batch(minilm_dir: str, corpus_lines: list[str]) -> Batch:
     tokenized = tokenize_documents(corpus_lines[:40], tokenizer)
     data = DataConfig(max_seq_len=MAX_SEQ_LEN)
     stream = PretrainingStream(
-        tokenized, TokenIds.from_tokenizer(tokenizer), np.arange(tokenized.num_documents), data, MaskingConfig(),
-        nsp=True, seed=0, batch_size=BATCH_SIZE,
+        tokenized,
+        TokenIds.from_tokenizer(tokenizer),
+        np.arange(tokenized.num_documents),
+        data,
+        MaskingConfig(),
+        nsp=True,
+        seed=0,
+        batch_size=BATCH_SIZE,
     )
     batch, _, _ = stream.batch_at(DataPosition())
     return batch

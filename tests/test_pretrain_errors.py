@@ -22,8 +22,18 @@ def run_pretrain(corpus_path: Path, tmp_path: Path, capsys, monkeypatch):
     run_dir = tmp_path / "run"
 
     def run(*overrides: str, config: str = SMOKE) -> tuple[int, str, Path]:
-        code = main(["pretrain", "--config", config, "--run-dir", str(run_dir), f"data.path={corpus_path}",
-                     f"data.cache_dir={tmp_path / 'cache'}", *overrides])
+        code = main(
+            [
+                "pretrain",
+                "--config",
+                config,
+                "--run-dir",
+                str(run_dir),
+                f"data.path={corpus_path}",
+                f"data.cache_dir={tmp_path / 'cache'}",
+                *overrides,
+            ]
+        )
         return code, capsys.readouterr().err, run_dir
 
     return run

@@ -84,7 +84,9 @@ def test_final_loads_with_from_pretrained(full_run: Path) -> None:
     assert np.all(np.isfinite(outputs.seq_relationship_logits))
 
 
-def test_resume_gives_the_uninterrupted_trace_bit_for_bit(full_run: Path, corpus_path: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_resume_gives_the_uninterrupted_trace_bit_for_bit(
+    full_run: Path, corpus_path: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     """train 4 == train 2, stop, resume, train 2 (train and eval metrics, exactly)."""
     config, run_dir = smoke(corpus_path, cache_dir), tmp_path / "resumed"
     stopped = pretrain(config, run_dir, stop_at=2, show_progress=False)
@@ -151,7 +153,9 @@ def test_no_readable_checkpoint_is_an_error(corpus_path: Path, cache_dir: Path, 
         pretrain(config, run_dir, show_progress=False)
 
 
-def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(corpus_path: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(
+    corpus_path: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     # Step 1 has learning rate 0 (warmup); step 2's update at 1e38 overflows the parameters.
     config = smoke(corpus_path, cache_dir, "optim.learning_rate=1e38", "optim.clip_norm=0", "checkpoint.every=1")
     run_dir = tmp_path / "diverged"

@@ -24,7 +24,6 @@ from bert_flax.train_step import init_train_state, make_train_step, micro_batche
 from conftest import REPO_ROOT
 
 
-
 def _meditations_sha256() -> str:
     return json.loads((REPO_ROOT / "data" / "meditations.json").read_text())["sha256"]
 
@@ -123,8 +122,9 @@ def test_jit_dropout_does_not_depend_on_the_device_count(corpus_path: Path, cach
     for a, b in zip(one, eight):
         assert a["loss"] == pytest.approx(b["loss"], abs=2e-5)
     # And dropout is on: the same params in eval mode give another loss.
-    assert one[0]["loss"] != pytest.approx(run_steps(config, no_dropout_model(config, data.ids.vocab_size), _one_device, 1)[0]["loss"], abs=1e-3)
-
+    assert one[0]["loss"] != pytest.approx(
+        run_steps(config, no_dropout_model(config, data.ids.vocab_size), _one_device, 1)[0]["loss"], abs=1e-3
+    )
 
 
 def first_batch_and_model(corpus_path: Path, cache_dir: Path, *overrides: str):
@@ -173,7 +173,9 @@ def test_single_objective_trains_only_its_head(corpus_path: Path, cache_dir: Pat
     state, metrics = step(init_train_state(pretrained.params, tx, 0), batch)
     values = normalize(jax.device_get(metrics), objectives)
     assert np.isfinite(values["loss"])
-    assert set(values) >= ({"mlm_loss", "mlm_accuracy", "perplexity"} if "mlm" in objectives else {"nsp_loss", "nsp_accuracy"})
+    assert set(values) >= (
+        {"mlm_loss", "mlm_accuracy", "perplexity"} if "mlm" in objectives else {"nsp_loss", "nsp_accuracy"}
+    )
     unused = "seq_relationship" if objectives == ("mlm",) else "predictions"
     before, after = pretrained.params["cls"][unused], state.params["cls"][unused]
     jax.tree.map(np.testing.assert_array_equal, after, before)  # the other head gets no gradient
