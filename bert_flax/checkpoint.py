@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from bert_flax.data.pipeline import DataPosition
@@ -80,3 +81,21 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def read_params(step_dir: Path) -> Any:
+    """The parameters of one saved step as NumPy arrays, whatever devices wrote them (no train state needed)."""
+    item = Path(step_dir).absolute() / "state"
+    checkpointer = ocp.PyTreeCheckpointer()
+    absl_level = logging.getLogger("absl").level
+    logging.getLogger("absl").setLevel(logging.ERROR)  # "Metadata file does not exist" is expected here
+    try:
+        tree = checkpointer.metadata(item).item_metadata.tree
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        state = checkpointer.restore(item, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    except Exception as err:  # damaged or foreign files: orbax and tensorstore raise many types
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"cannot read checkpoint {step_dir} ({reason[:200]}); pass another step or run") from None
+    finally:
+        logging.getLogger("absl").setLevel(absl_level)
+    return state["params"]

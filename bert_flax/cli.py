@@ -8,12 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 from bert_flax.config import Config, load_config
 from bert_flax.errors import EXIT_BAD_INPUT, UserError
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
     try:
-        args = build_parser().parse_args(argv)
+        # Overrides may sit between options; argparse wants the positional block in one piece.
+        overrides = [a for a in argv if _OVERRIDE.match(a)]
+        args = build_parser().parse_args([a for a in argv if not _OVERRIDE.match(a)] + overrides)
         return args.handler(args)
     except UserError as err:
         if debug:

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import transformers
 from flax.traverse_util import flatten_dict
 from transformers import BertConfig, FlaxBertForPreTraining
 
 from bert_flax.config import MODEL_PRESETS, PRESET_MAX_POSITIONS, Config
 from bert_flax.errors import UserError
-from bert_flax.hub import load_local_or_hub
+from bert_flax.sources import load_model_source
 
 Params = dict[str, Any]
 # Parameter groups that a checkpoint without pre-training heads (a BertModel) lacks.
@@ -103,24 +101,12 @@ def _initialized_groups(loaded: Params, random: Params) -> tuple[str, ...]:
 
 def _from_checkpoint(config: Config) -> PretrainingModel:
     name, seed, dtype = config.model.init, config.train.seed, compute_dtype(config.model.dtype)
-
-    def load(path: str, **kwargs: Any) -> FlaxBertForPreTraining:
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()  # we report missing heads ourselves, in one line
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return FlaxBertForPreTraining.from_pretrained(path, seed=seed, dtype=dtype, **kwargs)
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-
-    loaded = load_local_or_hub(name, load, "model", OFFLINE_FIX)
-    if loaded.config.model_type != "bert":
-        raise UserError(f"model.init={name} is a {loaded.config.model_type!r} model, not BERT; pass a BERT checkpoint")
+    loaded = load_model_source(name, seed, OFFLINE_FIX)
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)
-    # The same seed gives the same random init that from_pretrained used for missing weights.
-    random = FlaxBertForPreTraining(loaded.config, seed=seed, dtype=dtype).params
-    heads = _initialized_groups(params, random)
+    heads: tuple[str, ...] = ()
+    if loaded.run_dir is None:  # our own runs always hold the heads
+        # The same seed gives the same random init that from_pretrained used for missing weights.
+        heads = _initialized_groups(params, FlaxBertForPreTraining(loaded.config, seed=seed).params)
     if heads:
         log.warning("model.init=%s has no weights for %s; they start from random init", name, ", ".join(heads))
     model = FlaxBertForPreTraining(loaded.config, dtype=dtype, _do_init=False)

@@ -31,6 +31,8 @@ from bert_flax.run_dir import MetricsLog, check_run_dir, create_run_dir
 from bert_flax.train_step import init_train_state
 
 FINAL_DIR = "final"
+TOKENIZER_DIR = "tokenizer"
+MODEL_CONFIG_FILE = "model_config.json"  # the BertConfig of the checkpoints' params
 
 
 class TrainingDiverged(UserError):
@@ -183,7 +185,8 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
 
     if _is_main() and not resuming:
         create_run_dir(run_dir, config)
-        data.tokenizer.save_pretrained(run_dir / "tokenizer")
+        data.tokenizer.save_pretrained(run_dir / TOKENIZER_DIR)
+        pretrained.config.to_json_file(run_dir / MODEL_CONFIG_FILE)  # checkpoints hold params only
     checkpoints = Checkpoints(run_dir / "checkpoints", config.checkpoint.keep)
     initial = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
     restored = checkpoints.restore_latest(parallel.host_state(initial))

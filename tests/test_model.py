@@ -180,7 +180,7 @@ def test_unknown_name_offline_points_to_scratch_config() -> None:
 
 
 def test_directory_without_checkpoint_is_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=f"cannot load model from directory {tmp_path}"):
+    with pytest.raises(UserError, match=f"{tmp_path} is not a model: no config.json"):
         build_model(tiny_config(init=str(tmp_path)), VOCAB)
 
 

@@ -97,3 +97,17 @@ def test_stop_at_out_of_range(run_pretrain) -> None:
     code, err, run_dir = run_pretrain("--stop-at", "9")
     assert_one_line_error(code, err, "--stop-at", "train.steps=4")
     assert not run_dir.exists()
+
+
+def test_overrides_may_sit_between_options(corpus_path: Path, tmp_path: Path, capsys) -> None:
+    argv = [
+        "pretrain",
+        "train.batch_size=12",
+        "--config",
+        SMOKE,
+        f"data.path={corpus_path}",
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
+    assert main(argv) == 2
+    assert "train.batch_size=12" in capsys.readouterr().err  # the override was applied, not rejected

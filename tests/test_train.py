@@ -60,7 +60,14 @@ def full_run(corpus_path: Path, cache_dir: Path, tmp_path_factory: pytest.TempPa
 
 
 def test_run_dir_layout_and_metrics(full_run: Path) -> None:
-    assert {p.name for p in full_run.iterdir()} >= {"config.yaml", "metrics.jsonl", "checkpoints", "tokenizer", "final"}
+    assert {p.name for p in full_run.iterdir()} >= {
+        "config.yaml",
+        "metrics.jsonl",
+        "checkpoints",
+        "tokenizer",
+        "model_config.json",
+        "final",
+    }
     records = read_metrics(full_run)
     train = [r for r in records if r["split"] == "train"]
     evals = [r for r in records if r["split"] == "eval"]

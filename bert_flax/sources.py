@@ -1,0 +1,154 @@
+"""Where a trained model comes from, resolved to (BertConfig, float32 params, tokenizer).
+
+A SOURCE is one of: a run directory (its newest readable checkpoint), one checkpoint step of a run
+(RUN_DIR/checkpoints/STEP), a `save_pretrained` directory (Flax msgpack or PyTorch safetensors;
+`.bin` only through torch.load(weights_only=True), which transformers does), or a hub name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import transformers
+from transformers import BertConfig, FlaxBertForPreTraining
+
+from bert_flax.checkpoint import read_params
+from bert_flax.errors import UserError
+from bert_flax.hub import load_local_or_hub
+
+log = logging.getLogger(__name__)
+OFFLINE_FIX = "pass a run directory or a save_pretrained directory (offline, a local path)"
+RUN_CONFIG_FILE, MODEL_CONFIG_FILE, TOKENIZER_DIR, CHECKPOINTS_DIR = (
+    "config.yaml",
+    "model_config.json",
+    "tokenizer",
+    "checkpoints",
+)
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    config: BertConfig
+    params: Any  # NumPy float32, the FlaxBertForPreTraining tree
+    tokenizer: str  # a directory (or hub name) BertTokenizerFast.from_pretrained loads
+    description: str  # for messages and model cards: "run runs/x, step 600"
+    run_dir: Path | None = None
+    step: int | None = None
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / RUN_CONFIG_FILE).is_file() and (path / CHECKPOINTS_DIR).is_dir()
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Saved steps of a run, oldest first (Orbax step directories are plain integers)."""
+    directory = run_dir / CHECKPOINTS_DIR
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "state").is_dir())
+
+
+def _run_config(run_dir: Path) -> BertConfig:
+    for path in (run_dir / MODEL_CONFIG_FILE, run_dir / "final" / "config.json"):
+        if path.is_file():
+            return BertConfig.from_json_file(str(path))
+    raise UserError(f"run {run_dir} has no {MODEL_CONFIG_FILE}; it was written by an older bert-flax, export its final/")
+
+
+def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
+    steps = checkpoint_steps(run_dir)
+    if not steps:
+        raise UserError(f"run {run_dir} has no checkpoint yet; train it first or pass a model directory")
+    if step is not None and step not in steps:
+        raise UserError(f"run {run_dir} has no checkpoint step {step}; saved steps: {', '.join(map(str, steps))}")
+    candidates = [step] if step is not None else list(reversed(steps))
+    for index, candidate in enumerate(candidates):
+        try:
+            params = read_params(run_dir / CHECKPOINTS_DIR / str(candidate))
+        except UserError as err:
+            if index == len(candidates) - 1:
+                raise
+            log.warning("%s; using the previous checkpoint", err)
+            continue
+        return LoadedModel(
+            _run_config(run_dir),
+            params,
+            str(run_dir / TOKENIZER_DIR),
+            f"run {run_dir}, step {candidate}",
+            run_dir,
+            candidate,
+        )
+    raise AssertionError("unreachable")
+
+
+def _from_pretrained(name: str, seed: int, fix: str) -> LoadedModel:
+    def load(path: str, **kwargs: Any) -> FlaxBertForPreTraining:
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # callers report missing heads themselves
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return FlaxBertForPreTraining.from_pretrained(path, seed=seed, **kwargs)
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+
+    model = load_local_or_hub(name, load, "model", fix)
+    if model.config.model_type != "bert":
+        raise UserError(f"{name} is a {model.config.model_type!r} model, not BERT; pass a BERT checkpoint")
+    params = jax.tree.map(lambda x: np.asarray(x, np.float32), model.params)
+    return LoadedModel(model.config, params, name, f"{name}")
+
+
+def load_model_source(source: str, seed: int = 0, fix: str = OFFLINE_FIX) -> LoadedModel:
+    """Resolve SOURCE (see the module docstring) to config, params and tokenizer.
+
+    `seed` initialises weights the checkpoint lacks; `fix` ends the error when nothing loads.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir() and is_run_dir(path):
+        return _from_run(path, None)
+    if path.is_dir() and path.name.isdigit() and path.parent.name == CHECKPOINTS_DIR and is_run_dir(path.parents[1]):
+        return _from_run(path.parents[1], int(path.name))
+    if path.is_file():
+        raise UserError(f"{source} is a file; pass a model directory, a run directory or a hub name")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise UserError(f"{source} is not a model: no config.json (nor a bert-flax run with {RUN_CONFIG_FILE})")
+    if path.is_dir():
+        _check_bin_is_a_state_dict(path)
+    return _from_pretrained(source, seed, fix)
+
+
+def _check_bin_is_a_state_dict(path: Path) -> None:
+    """A `.bin`-only directory must hold a plain tensor dict: torch.load(weights_only=True) refuses the rest."""
+    bin_file = path / "pytorch_model.bin"
+    if bin_file.is_file() and not any(path.glob("*.safetensors")) and not (path / "flax_model.msgpack").is_file():
+        try:
+            import torch
+        except ImportError:
+            raise UserError(f"{bin_file} is a PyTorch pickle; install torch to read it, or convert it to safetensors") from None
+        try:
+            state = torch.load(bin_file, map_location="cpu", weights_only=True)
+        except Exception as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise UserError(f"{bin_file} is not a plain state dict ({reason[:160]}); save it with safetensors") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise UserError(f"{bin_file} is not a plain state dict of tensors; save the model with save_pretrained")
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """The last train and eval events of a run's metrics.jsonl, for model cards."""
+    summary: dict[str, Any] = {}
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            summary[record.get("split", "train")] = record
+    return summary
