@@ -69,6 +69,68 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from bert_flax.export import export
+
+    result = export(args.source, args.out, dtype=args.dtype, force=args.force, verify=args.verify)
+    print(f"exported {result.source} to {result.out} ({result.num_tensors} tensors, {result.dtype})")
+    if result.verification is not None:
+        v = result.verification
+        print(
+            f"verified with PyTorch transformers: max |Δ logits| MLM {v['mlm_max_abs_diff']:.2e}, "
+            f"NSP {v['nsp_max_abs_diff']:.2e} (tolerance {v['tolerance']:g})"
+        )
+    return 0
+
+
+def _read_inputs(args: argparse.Namespace) -> list[str]:
+    lines = list(args.inputs)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise UserError(f"--file {path} does not exist")
+        lines += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise UserError("no input: pass texts as arguments or --file FILE (one per line)")
+    return lines
+
+
+def _fill_mask(args: argparse.Namespace) -> int:
+    from bert_flax.predict import Predictor, fill_mask
+
+    texts = _read_inputs(args)
+    results = fill_mask(Predictor(args.model), texts, args.top_k)
+    for text, masks in zip(texts, results):
+        if args.json:
+            print(json.dumps({"text": text, "masks": masks}))
+            continue
+        print(text)
+        for index, candidates in enumerate(masks):
+            shown = "  ".join(f"{c['token']} {c['probability']:.3f}" for c in candidates)
+            print(f"  [MASK] {index + 1}: {shown}")
+    return 0
+
+
+def _next_sentence(args: argparse.Namespace) -> int:
+    from bert_flax.predict import Predictor, next_sentence
+
+    if args.file:
+        rows = _read_inputs(args)
+        pairs = [tuple(row.split("\t", 1)) for row in rows]
+        if any(len(pair) != 2 for pair in pairs):
+            raise UserError(f"--file {args.file}: every line must be 'sentence A<TAB>sentence B'")
+    elif len(args.inputs) == 2:
+        pairs = [(args.inputs[0], args.inputs[1])]
+    else:
+        raise UserError(f"next-sentence takes two sentences (A and B) or --file; got {len(args.inputs)} argument(s)")
+    for (a, b), result in zip(pairs, next_sentence(Predictor(args.model), pairs)):
+        if args.json:
+            print(json.dumps({"a": a, "b": b, **result}))
+        else:
+            print(f"{result['label']} {result['probability']:.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="bert-flax",
@@ -97,6 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
     train = verb("pretrain", _pretrain, "pre-train BERT with MLM + NSP; rerunning on the same run dir resumes")
     train.add_argument("--run-dir", help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)")
     train.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint, as if preempted")
+
+    source_help = "a run dir (newest checkpoint), RUN_DIR/checkpoints/STEP, a save_pretrained dir or a hub name"
+    exporter = verbs.add_parser("export", help="write a Hugging Face PyTorch directory (safetensors)")
+    exporter.add_argument("source", metavar="SOURCE", help=source_help)
+    exporter.add_argument("--out", required=True, help="destination directory (refused if it exists, unless --force)")
+    exporter.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    exporter.add_argument("--verify", action="store_true", help="load it with PyTorch transformers and compare logits")
+    exporter.add_argument("--force", action="store_true", help="replace an existing --out")
+    exporter.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
+    exporter.set_defaults(handler=_export)
+
+    predict = verbs.add_parser("predict", help="fill-mask or next-sentence with a trained model")
+    tasks = predict.add_subparsers(dest="task", required=True, parser_class=_Parser)
+    for name, handler, help in (
+        ("fill-mask", _fill_mask, "top-k tokens for every [MASK] of every text"),
+        ("next-sentence", _next_sentence, "IsNext or NotNext for sentence A followed by sentence B"),
+    ):
+        task = tasks.add_parser(name, help=help, description=help)
+        task.add_argument("inputs", nargs="*", metavar="TEXT")
+        task.add_argument("--model", required=True, help=source_help)
+        task.add_argument("--file", help="inputs, one per line (next-sentence: A<TAB>B)")
+        task.add_argument("--json", action="store_true", help="one JSON object per input")
+        task.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
+        task.set_defaults(handler=handler)
+        if name == "fill-mask":
+            task.add_argument("--top-k", type=int, default=5, help="candidates per [MASK] (default 5)")
     return parser
 
 

@@ -29,14 +29,6 @@ OFFLINE_FIX = "offline, train from scratch with --config configs/meditations_scr
 log = logging.getLogger(__name__)
 
 
-def _drop_flax_deprecation(record: logging.LogRecord) -> bool:
-    """transformers 4.x announces on every Flax model that v5 drops Flax; we pin <5, so it is noise."""
-    return "TensorFlow and JAX classes are deprecated" not in record.getMessage()
-
-
-logging.getLogger("transformers.modeling_flax_utils").addFilter(_drop_flax_deprecation)
-
-
 @dataclasses.dataclass
 class PretrainingModel:
     """The HF wrapper (config, module, save_pretrained) and float32 parameters kept outside it."""

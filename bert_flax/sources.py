@@ -24,6 +24,14 @@ from bert_flax.errors import UserError
 from bert_flax.hub import load_local_or_hub
 
 log = logging.getLogger(__name__)
+
+
+def _drop_flax_deprecation(record: logging.LogRecord) -> bool:
+    """transformers 4.x announces on every Flax model that v5 drops Flax; we pin <5, so it is noise."""
+    return "TensorFlow and JAX classes are deprecated" not in record.getMessage()
+
+
+logging.getLogger("transformers.modeling_flax_utils").addFilter(_drop_flax_deprecation)
 OFFLINE_FIX = "pass a run directory or a save_pretrained directory (offline, a local path)"
 RUN_CONFIG_FILE, MODEL_CONFIG_FILE, TOKENIZER_DIR, CHECKPOINTS_DIR = (
     "config.yaml",
@@ -57,7 +65,9 @@ def _run_config(run_dir: Path) -> BertConfig:
     for path in (run_dir / MODEL_CONFIG_FILE, run_dir / "final" / "config.json"):
         if path.is_file():
             return BertConfig.from_json_file(str(path))
-    raise UserError(f"run {run_dir} has no {MODEL_CONFIG_FILE}; it was written by an older bert-flax, export its final/")
+    raise UserError(
+        f"run {run_dir} has no {MODEL_CONFIG_FILE}; it was written by an older bert-flax, export its final/"
+    )
 
 
 def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
@@ -130,12 +140,16 @@ def _check_bin_is_a_state_dict(path: Path) -> None:
         try:
             import torch
         except ImportError:
-            raise UserError(f"{bin_file} is a PyTorch pickle; install torch to read it, or convert it to safetensors") from None
+            raise UserError(
+                f"{bin_file} is a PyTorch pickle; install torch to read it, or convert it to safetensors"
+            ) from None
         try:
             state = torch.load(bin_file, map_location="cpu", weights_only=True)
         except Exception as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise UserError(f"{bin_file} is not a plain state dict ({reason[:160]}); save it with safetensors") from None
+            raise UserError(
+                f"{bin_file} is not a plain state dict ({reason[:160]}); save it with safetensors"
+            ) from None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise UserError(f"{bin_file} is not a plain state dict of tensors; save the model with save_pretrained")
 

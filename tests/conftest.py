@@ -99,3 +99,28 @@ def corpus_data(corpus_path: Path, tmp_path_factory: pytest.TempPathFactory):
     corpus = load_corpus(DataConfig(path=str(corpus_path)))
     tokenizer = load_tokenizer(TokenizerConfig(train=True), corpus, cache_dir)
     return tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir), TokenIds.from_tokenizer(tokenizer)
+
+
+def smoke_config(corpus_path: Path, cache_dir: Path, *overrides: str):
+    """configs/smoke.yaml on the test corpus, caching into `cache_dir`."""
+    from bert_flax.config import load_config
+
+    return load_config(
+        REPO_ROOT / "configs" / "smoke.yaml", [f"data.path={corpus_path}", f"data.cache_dir={cache_dir}", *overrides]
+    )
+
+
+@pytest.fixture(scope="session")
+def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("smoke_cache")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(corpus_path: Path, smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished configs/smoke.yaml run: 4 steps, checkpoints and evals at 2 and 4. Read it, don't change it."""
+    from bert_flax.train import pretrain
+
+    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
+    result = pretrain(smoke_config(corpus_path, smoke_cache), run_dir, show_progress=False)
+    assert result.finished and result.step == 4
+    return run_dir

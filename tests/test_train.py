@@ -14,27 +14,22 @@ import pytest
 from transformers import BertTokenizerFast, FlaxBertForPreTraining
 
 from bert_flax.cli import main
-from bert_flax.config import Config, load_config
 from bert_flax.errors import UserError
 from bert_flax.run_dir import read_metrics
 from bert_flax.train import TrainingDiverged, pretrain
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, smoke_config
 
 METRIC_KEYS = {"step", "split", "loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy", "elapsed_seconds"}
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("train_cache")
+def cache_dir(smoke_cache: Path) -> Path:
+    return smoke_cache
 
 
 def smoke_overrides(corpus_path: Path, cache_dir: Path, *more: str) -> list[str]:
     return [f"data.path={corpus_path}", f"data.cache_dir={cache_dir}", *more]
-
-
-def smoke(corpus_path: Path, cache_dir: Path, *more: str) -> Config:
-    return load_config(REPO_ROOT / "configs" / "smoke.yaml", smoke_overrides(corpus_path, cache_dir, *more))
 
 
 def trace(run_dir: Path) -> list[tuple]:
@@ -51,12 +46,9 @@ def tree_digest(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def full_run(corpus_path: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def full_run(smoke_run: Path) -> Path:
     """configs/smoke.yaml run for its 4 steps, uninterrupted."""
-    run_dir = tmp_path_factory.mktemp("runs") / "full"
-    result = pretrain(smoke(corpus_path, cache_dir), run_dir, show_progress=False)
-    assert result.finished and result.step == 4
-    return run_dir
+    return smoke_run
 
 
 def test_run_dir_layout_and_metrics(full_run: Path) -> None:
@@ -95,7 +87,7 @@ def test_resume_gives_the_uninterrupted_trace_bit_for_bit(
     full_run: Path, corpus_path: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
     """train 4 == train 2, stop, resume, train 2 (train and eval metrics, exactly)."""
-    config, run_dir = smoke(corpus_path, cache_dir), tmp_path / "resumed"
+    config, run_dir = smoke_config(corpus_path, cache_dir), tmp_path / "resumed"
     stopped = pretrain(config, run_dir, stop_at=2, show_progress=False)
     assert (stopped.step, stopped.finished) == (2, False)
     assert not (run_dir / "final").exists()
@@ -109,7 +101,7 @@ def test_resume_gives_the_uninterrupted_trace_bit_for_bit(
 
 def test_resume_drops_metrics_logged_after_the_checkpoint(corpus_path: Path, cache_dir: Path, tmp_path: Path) -> None:
     """A crash after step 3 (checkpoint at 2) leaves step 3 in metrics.jsonl; the resumed run logs it once."""
-    config, run_dir = smoke(corpus_path, cache_dir), tmp_path / "crashed"
+    config, run_dir = smoke_config(corpus_path, cache_dir), tmp_path / "crashed"
     pretrain(config, run_dir, stop_at=3, show_progress=False)
     shutil.rmtree(run_dir / "checkpoints" / "3")  # as if killed before step 3's checkpoint
     pretrain(config, run_dir, show_progress=False)
@@ -120,14 +112,14 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(corpus_path: Path, cac
 def test_another_config_is_refused_and_nothing_changes(full_run: Path, corpus_path: Path, cache_dir: Path) -> None:
     before = tree_digest(full_run)
     with pytest.raises(UserError, match=r"another run's config \(train.steps: 4 → 6\)"):
-        pretrain(smoke(corpus_path, cache_dir, "train.steps=6"), full_run, show_progress=False)
+        pretrain(smoke_config(corpus_path, cache_dir, "train.steps=6"), full_run, show_progress=False)
     assert tree_digest(full_run) == before
 
 
 def test_a_directory_that_is_not_a_run_is_refused(corpus_path: Path, cache_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not a bert-flax run"):
-        pretrain(smoke(corpus_path, cache_dir), tmp_path, show_progress=False)
+        pretrain(smoke_config(corpus_path, cache_dir), tmp_path, show_progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
@@ -141,7 +133,7 @@ def _damage(checkpoint: Path) -> None:
 def test_unreadable_checkpoint_falls_back_to_the_previous(
     corpus_path: Path, cache_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config, run_dir = smoke(corpus_path, cache_dir, "checkpoint.every=1"), tmp_path / "damaged"
+    config, run_dir = smoke_config(corpus_path, cache_dir, "checkpoint.every=1"), tmp_path / "damaged"
     pretrain(config, run_dir, stop_at=3, show_progress=False)
     _damage(run_dir / "checkpoints" / "3")
     with caplog.at_level(logging.WARNING, logger="bert_flax.checkpoint"):
@@ -153,7 +145,7 @@ def test_unreadable_checkpoint_falls_back_to_the_previous(
 
 
 def test_no_readable_checkpoint_is_an_error(corpus_path: Path, cache_dir: Path, tmp_path: Path) -> None:
-    config, run_dir = smoke(corpus_path, cache_dir), tmp_path / "all_damaged"
+    config, run_dir = smoke_config(corpus_path, cache_dir), tmp_path / "all_damaged"
     pretrain(config, run_dir, stop_at=2, show_progress=False)
     _damage(run_dir / "checkpoints" / "2")
     with pytest.raises(UserError, match="no readable checkpoint"):
@@ -164,7 +156,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(
     corpus_path: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
     # Step 1 has learning rate 0 (warmup); step 2's update at 1e38 overflows the parameters.
-    config = smoke(corpus_path, cache_dir, "optim.learning_rate=1e38", "optim.clip_norm=0", "checkpoint.every=1")
+    config = smoke_config(corpus_path, cache_dir, "optim.learning_rate=1e38", "optim.clip_norm=0", "checkpoint.every=1")
     run_dir = tmp_path / "diverged"
     with pytest.raises(TrainingDiverged, match=r"at step 2; the last good checkpoint is step 1"):
         pretrain(config, run_dir, show_progress=False)

@@ -12,7 +12,7 @@ import optax
 import pytest
 from transformers import FlaxBertForPreTraining
 
-from bert_flax.config import Config, OptimConfig, load_config
+from bert_flax.config import Config, OptimConfig
 from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.pipeline import DataPosition
 from bert_flax.losses import normalize
@@ -21,18 +21,11 @@ from bert_flax.optim import decay_mask, learning_rate_schedule, make_optimizer
 from bert_flax.parallel import JitDataParallel, make_data_parallel
 from bert_flax.train_step import init_train_state, make_train_step, micro_batches
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, smoke_config
 
 
 def _meditations_sha256() -> str:
     return json.loads((REPO_ROOT / "data" / "meditations.json").read_text())["sha256"]
-
-
-def smoke_config(corpus_path: Path, cache_dir: Path, *overrides: str) -> Config:
-    return load_config(
-        REPO_ROOT / "configs" / "smoke.yaml",
-        [f"data.path={corpus_path}", f"data.cache_dir={cache_dir}", *overrides],
-    )
 
 
 @pytest.fixture(scope="module")

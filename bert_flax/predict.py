@@ -1,0 +1,108 @@
+"""Inference with the pre-training heads: fill-mask and next-sentence, batched."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from transformers import BertTokenizerFast, FlaxBertForPreTraining
+
+from bert_flax.errors import UserError
+from bert_flax.hub import load_local_or_hub
+from bert_flax.sources import load_model_source
+
+log = logging.getLogger(__name__)
+NSP_LABELS = ("IsNext", "NotNext")  # Hugging Face: logit 0 = IsNext
+BATCH_SIZE = 32
+
+
+class Predictor:
+    """A model SOURCE with its tokenizer, ready for batched forward passes."""
+
+    def __init__(self, source: str) -> None:
+        loaded = load_model_source(source)
+        self.config, self.params = loaded.config, loaded.params
+        self.tokenizer = load_local_or_hub(
+            loaded.tokenizer, BertTokenizerFast.from_pretrained, "tokenizer", f"{source} has no tokenizer files"
+        )
+        if len(self.tokenizer) > self.config.vocab_size:
+            raise UserError(
+                f"the tokenizer of {source} has {len(self.tokenizer)} tokens, the model {self.config.vocab_size}; "
+                "they do not belong together"
+            )
+        self.model = FlaxBertForPreTraining(self.config, _do_init=False)
+        self._forward = jax.jit(lambda params, batch: self.model(**batch, params=params))
+
+    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        max_length = self.config.max_position_embeddings
+        full = self.tokenizer(list(texts), list(pairs) if pairs else None, truncation=False)["input_ids"]
+        too_long = [i for i, ids in enumerate(full) if len(ids) > max_length]
+        if too_long:
+            log.warning("%d input(s) exceed the model's %d positions and were truncated", len(too_long), max_length)
+        return dict(
+            self.tokenizer(
+                list(texts),
+                list(pairs) if pairs else None,
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="np",
+            )
+        )
+
+    def logits(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        outputs = self._forward(self.params, batch)
+        return np.asarray(outputs.prediction_logits), np.asarray(outputs.seq_relationship_logits)
+
+
+def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def fill_mask(predictor: Predictor, texts: Sequence[str], top_k: int = 5) -> list[list[list[dict[str, Any]]]]:
+    """For every text, for every [MASK] in it: the top_k {token, id, probability}, most likely first."""
+    mask = predictor.tokenizer.mask_token
+    missing = [text for text in texts if mask not in text]
+    if missing:
+        raise UserError(
+            f"fill-mask input has no {mask}: {missing[0][:80]!r}; put {mask} where a word should be predicted"
+        )
+    if top_k < 1:
+        raise UserError(f"--top-k must be at least 1; got {top_k}")
+    results = []
+    for chunk in _chunks(list(texts)):
+        batch = predictor.encode(chunk)
+        logits_BxLxV, _ = predictor.logits(batch)
+        for row, ids in enumerate(batch["input_ids"]):
+            predictions = []
+            for position in np.flatnonzero(ids == predictor.tokenizer.mask_token_id):
+                probs_V = np.asarray(jax.nn.softmax(logits_BxLxV[row, position]))
+                best = np.argsort(-probs_V)[:top_k]
+                predictions.append(
+                    [
+                        {
+                            "token": predictor.tokenizer.convert_ids_to_tokens(int(i)),
+                            "id": int(i),
+                            "probability": float(probs_V[i]),
+                        }
+                        for i in best
+                    ]
+                )
+            results.append(predictions)
+    return results
+
+
+def next_sentence(predictor: Predictor, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """For every (A, B): IsNext or NotNext with its probability."""
+    results = []
+    for chunk in _chunks(list(pairs)):
+        batch = predictor.encode([a for a, _ in chunk], [b for _, b in chunk])
+        _, nsp_logits_Bx2 = predictor.logits(batch)
+        for probs in np.asarray(jax.nn.softmax(nsp_logits_Bx2, axis=-1)):
+            label = int(np.argmax(probs))
+            results.append(
+                {"label": NSP_LABELS[label], "probability": float(probs[label]), "is_next_probability": float(probs[0])}
+            )
+    return results
