@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,23 +22,6 @@ BATCH_KEYS = frozenset(
     }
 )
 SHARED_CORPUS = REPO_ROOT.parent / "shared" / "data" / "meditations.txt"
-_JAX_CACHE: list[str] = []
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """A compilation cache for this session: many tests compile the same smoke step (halves the run)."""
-    import jax
-
-    if not jax.config.jax_compilation_cache_dir:
-        _JAX_CACHE.append(tempfile.mkdtemp(prefix="bert_flax_jax_cache_"))
-        jax.config.update("jax_compilation_cache_dir", _JAX_CACHE[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    for path in _JAX_CACHE:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _generated_corpus(num_paragraphs: int = 120, seed: int = 0) -> str:
