@@ -107,7 +107,10 @@ def _from_pretrained(name: str, seed: int, fix: str) -> LoadedModel:
         finally:
             transformers.logging.set_verbosity(verbosity)
 
-    model = load_local_or_hub(name, load, "model", fix)
+    if _only_bin(Path(name).expanduser()):  # transformers reads it with torch.load(weights_only=True)
+        model = load_local_or_hub(name, lambda path, **kw: load(path, from_pt=True, **kw), "model", fix)
+    else:
+        model = load_local_or_hub(name, load, "model", fix)
     if model.config.model_type != "bert":
         raise UserError(f"{name} is a {model.config.model_type!r} model, not BERT; pass a BERT checkpoint")
     params = jax.tree.map(lambda x: np.asarray(x, np.float32), model.params)
@@ -133,10 +136,16 @@ def load_model_source(source: str, seed: int = 0, fix: str = OFFLINE_FIX) -> Loa
     return _from_pretrained(source, seed, fix)
 
 
+def _only_bin(path: Path) -> bool:
+    """A directory whose only weights are a PyTorch pickle (no safetensors, no Flax msgpack)."""
+    has_other = any(path.glob("*.safetensors")) or (path / "flax_model.msgpack").is_file()
+    return (path / "pytorch_model.bin").is_file() and not has_other
+
+
 def _check_bin_is_a_state_dict(path: Path) -> None:
     """A `.bin`-only directory must hold a plain tensor dict: torch.load(weights_only=True) refuses the rest."""
     bin_file = path / "pytorch_model.bin"
-    if bin_file.is_file() and not any(path.glob("*.safetensors")) and not (path / "flax_model.msgpack").is_file():
+    if _only_bin(path):
         try:
             import torch
         except ImportError:

@@ -208,3 +208,16 @@ def test_model_init_accepts_a_run_and_a_pytorch_export(
             final["bert"]["encoder"]["layer"]["1"]["output"]["dense"]["kernel"],
             atol=1e-7,
         )
+
+
+def test_plain_bin_state_dict_loads_like_safetensors(tmp_path: Path, minilm_dir: str) -> None:
+    """A `.bin`-only PyTorch directory is read through torch.load(weights_only=True) and equals the safetensors one."""
+    from safetensors.torch import load_file
+
+    model_dir = tmp_path / "bin_model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(Path(minilm_dir, "config.json").read_text())
+    torch.save(load_file(str(Path(minilm_dir, "model.safetensors"))), model_dir / "pytorch_model.bin")
+    from_bin = load_model_source(str(model_dir)).params["bert"]["embeddings"]["word_embeddings"]["embedding"]
+    from_safetensors = load_model_source(minilm_dir).params["bert"]["embeddings"]["word_embeddings"]["embedding"]
+    np.testing.assert_array_equal(from_bin, from_safetensors)
