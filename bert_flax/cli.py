@@ -57,6 +57,33 @@ def _bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from bert_flax.throughput import run_bench
+
+    result = run_bench(
+        _config(args),
+        steps=args.steps,
+        warmup=args.warmup,
+        baseline=args.baseline,
+        data=args.data,
+        prefetch=args.prefetch,
+        peak_tflops=args.peak_tflops,
+        measure_peak=args.measure_peak,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    modes = [mode for mode in ("ours", "hf-example") if mode in result]
+    for key, value in result.items():
+        if key not in modes:
+            print(f"{key:<26}  {value}")
+    for mode in modes:
+        print(f"[{mode}]")
+        for key, value in result[mode].items():
+            print(f"  {key:<24}  {value:.4g}" if isinstance(value, float) else f"  {key:<24}  {value}")
+    return 0
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from bert_flax.train import pretrain
 
@@ -156,8 +183,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=3.0, help="time spent producing batches (default 3)")
     bench.add_argument("--json", action="store_true", help="one JSON object")
 
+    from bert_flax.flops import BASELINES, FLOPS_HELP
+
+    bench_model = verb("bench", _bench, "time the training step: tokens/s, step time, compile time, memory, MFU")
+    bench_model.epilog = FLOPS_HELP
+    bench_model.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    bench_model.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation (default 3)")
+    bench_model.add_argument("--baseline", choices=BASELINES, help="also time Hugging Face's Flax example step")
+    bench_model.add_argument(
+        "--data",
+        choices=("synthetic", "real"),
+        default="synthetic",
+        help="synthetic batches of the real shapes (default), or the configured corpus through the input pipeline",
+    )
+    bench_model.add_argument(
+        "--prefetch", type=int, default=2, help="batches built and placed ahead in a thread (default 2; 0: inline)"
+    )
+    peak = bench_model.add_mutually_exclusive_group()
+    peak.add_argument("--peak-tflops", type=float, help="peak TFLOP/s of one device, for MFU")
+    peak.add_argument("--measure-peak", action="store_true", help="measure the peak with a large matmul")
+    bench_model.add_argument("--json", action="store_true", help="one JSON object")
+
     train = verb("pretrain", _pretrain, "pre-train BERT with MLM + NSP; rerunning on the same run dir resumes")
-    train.add_argument("--run-dir", help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)")
+    train.add_argument(
+        "--run-dir", help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)"
+    )
     train.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint, as if preempted")
 
     source_help = "a run dir (newest checkpoint), RUN_DIR/checkpoints/STEP, a save_pretrained dir or a hub name"

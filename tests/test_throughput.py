@@ -1,0 +1,132 @@
+"""`bert-flax bench`: the report's fields in every mode, and the model-FLOP formula by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from transformers import BertConfig
+
+from bert_flax.cli import main
+from bert_flax.flops import encoder_parameters, flops_per_token
+from bert_flax.model import preset_config
+from bert_flax.throughput import run_bench, synthetic_batch
+from bert_flax.prefetch import Prefetcher, maybe_prefetch
+from conftest import BATCH_KEYS, REPO_ROOT, smoke_config
+
+MODE_KEYS = {
+    "compile_seconds",
+    "step_seconds_median",
+    "step_seconds_p10",
+    "step_seconds_p90",
+    "step_seconds_min",
+    "step_seconds_max",
+    "tokens_per_second",
+    "sequences_per_second",
+    "model_tflops_per_second",
+    "mfu",
+    "device_peak_bytes",
+    "compiled_argument_bytes",
+    "compiled_output_bytes",
+    "compiled_alias_bytes",
+    "compiled_temp_bytes",
+    "xla_flops_per_step",
+    "last_loss",
+}
+
+
+def test_flops_per_token_bert_base_by_hand():
+    # BERT-base: H = 768, 12 layers, FFN I = 3072, V = 30522; L = 128, P = 20.
+    # Per layer: Q, K, V, O weights 4·768² = 2,359,296 and biases 4·768 = 3,072;
+    # FFN 2·768·3072 = 4,718,592 weights, biases 3072 + 768 = 3,840; two LayerNorms 4·768 = 3,072.
+    # 2,359,296 + 3,072 + 4,718,592 + 3,840 + 3,072 = 7,087,872 (= 12·768² + 13·768); × 12 = 85,054,464.
+    base = preset_config("base", 30522)
+    assert encoder_parameters(base) == 85_054_464
+    dense = 6 * 85_054_464  # 510,326,784
+    attention = 12 * 12 * 128 * 768  # 14,155,776
+    # MLM head on 20 of 128 positions: transform 768² = 589,824 + decoder 768·30522 = 23,440,896.
+    head = 6 * (589_824 + 23_440_896) * 20 / 128  # 6 · 24,030,720 · 0.15625 = 22,528,800
+    assert dense + attention + head == 547_011_360
+    assert flops_per_token(base, 128, 20) == 547_011_360
+    # HF's BertConfig() defaults are bert-base too.
+    assert flops_per_token(BertConfig(), 128, 20) == 547_011_360
+
+
+def test_encoder_parameters_match_the_model(corpus_path, smoke_cache):
+    """The formula counts exactly the parameters under bert/encoder of the real model."""
+    import jax
+
+    from bert_flax.model import build_model
+
+    config = smoke_config(corpus_path, smoke_cache)
+    pretrained = build_model(config, 1000)
+    counted = sum(x.size for x in jax.tree.leaves(pretrained.params["bert"]["encoder"]))
+    assert encoder_parameters(pretrained.config) == counted
+
+
+def test_synthetic_batch_contract(corpus_path, smoke_cache):
+    config = smoke_config(corpus_path, smoke_cache)
+    batch = synthetic_batch(config, 1000, np.random.default_rng(0))
+    assert set(batch) == BATCH_KEYS
+    b, seq, p = 8, 64, config.masking.num_predictions(64)
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert batch[key].shape == (b, seq) and batch[key].dtype == np.int32
+    for key in ("masked_lm_positions", "masked_lm_ids"):
+        assert batch[key].shape == (b, p) and batch[key].dtype == np.int32
+    assert batch["masked_lm_weights"].dtype == np.float32 and batch["next_sentence_labels"].shape == (b,)
+    # round(0.15 · 61 non-special positions) = 9 real predictions of the 12 slots, on distinct positions.
+    assert (batch["masked_lm_weights"].sum(axis=1) == 9).all()
+    assert all(len(set(row[:9])) == 9 for row in batch["masked_lm_positions"])
+
+
+@pytest.mark.parametrize("data", ["synthetic", "real"])
+def test_bench_reports_ours_and_hf_example(corpus_path, smoke_cache, data):
+    config = smoke_config(corpus_path, smoke_cache)
+    result = run_bench(config, steps=2, warmup=1, baseline="hf-example", data=data, peak_tflops=1.0)
+    assert result["data"] == data and result["batch_size"] == 8 and result["max_seq_len"] == 64
+    assert result["devices"] >= 1 and result["peak_source"] == "given"
+    for mode in ("ours", "hf-example"):
+        report = result[mode]
+        assert set(report) == MODE_KEYS
+        assert report["step_seconds_min"] <= report["step_seconds_median"] <= report["step_seconds_max"]
+        assert report["tokens_per_second"] == pytest.approx(8 * 64 / report["step_seconds_median"])
+        assert report["mfu"] == pytest.approx(report["model_tflops_per_second"] / result["devices"])
+        assert np.isfinite(report["last_loss"]) and report["compile_seconds"] > 0
+    ratio = result["ours"]["tokens_per_second"] / result["hf-example"]["tokens_per_second"]
+    assert result["ratio_tokens_per_second"] == pytest.approx(ratio)
+
+
+def test_bench_cli_json_without_peak(corpus_path, smoke_cache, capsys):
+    args = [
+        "bench",
+        "--config",
+        str(REPO_ROOT / "configs" / "smoke.yaml"),
+        f"data.path={corpus_path}",
+        f"data.cache_dir={smoke_cache}",
+    ]
+    assert main([*args, "--steps", "1", "--warmup", "0", "--prefetch", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ours"]["mfu"] is None and "hf-example" not in result and result["prefetch"] == 0
+
+
+def test_bench_bad_input_is_one_line(capsys):
+    assert main(["bench", "--config", str(REPO_ROOT / "configs" / "smoke.yaml"), "--steps", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --steps must be")
+
+
+def test_prefetch_keeps_order_and_raises_producer_errors():
+    assert list(Prefetcher(iter(range(50)), lambda x: x * 2, size=3)) == [2 * x for x in range(50)]
+    assert list(maybe_prefetch(iter(range(5)), str, 0)) == ["0", "1", "2", "3", "4"]
+
+    def broken():
+        yield 1
+        raise ValueError("corpus gone")
+
+    prefetched = Prefetcher(broken(), lambda x: x, size=2)
+    assert next(prefetched) == 1
+    with pytest.raises(ValueError, match="corpus gone"):
+        next(prefetched)
+    with Prefetcher(iter(range(10**9)), lambda x: x, size=2) as endless:  # close() stops a blocked producer
+        assert next(endless) == 0
+    assert not endless._thread.is_alive()
