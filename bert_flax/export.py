@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import safetensors.flax
-from transformers import BertTokenizerFast
 
 from bert_flax.errors import UserError
-from bert_flax.hub import load_local_or_hub
 from bert_flax.interop import EXPORT_DTYPES, to_torch_state
 from bert_flax.sources import LoadedModel, load_model_source, run_summary
 
@@ -79,17 +77,10 @@ def _model_card(loaded: LoadedModel, dtype: str) -> str:
 
 def write_export(loaded: LoadedModel, directory: Path, dtype: str) -> int:
     """Write the PyTorch directory's files into `directory`; returns the number of tensors."""
+    tokenizer = loaded.load_tokenizer()  # checked before any weights are written
     state = to_torch_state(loaded.params, dtype)
     safetensors.flax.save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(_config_json(loaded, dtype), indent=2, sort_keys=True) + "\n")
-    tokenizer = load_local_or_hub(
-        loaded.tokenizer, BertTokenizerFast.from_pretrained, "tokenizer", "the model source has no tokenizer files"
-    )
-    if len(tokenizer) > loaded.config.vocab_size:
-        raise UserError(
-            f"the tokenizer of {loaded.description} has {len(tokenizer)} tokens but the model has "
-            f"{loaded.config.vocab_size}; they do not belong together"
-        )
     tokenizer.save_pretrained(directory)
     (directory / "README.md").write_text(_model_card(loaded, dtype), encoding="utf-8")
     return len(state)

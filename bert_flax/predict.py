@@ -7,10 +7,9 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
-from transformers import BertTokenizerFast, FlaxBertForPreTraining
+from transformers import FlaxBertForPreTraining
 
 from bert_flax.errors import UserError
-from bert_flax.hub import load_local_or_hub
 from bert_flax.sources import load_model_source
 
 log = logging.getLogger(__name__)
@@ -24,14 +23,7 @@ class Predictor:
     def __init__(self, source: str) -> None:
         loaded = load_model_source(source)
         self.config, self.params = loaded.config, loaded.params
-        self.tokenizer = load_local_or_hub(
-            loaded.tokenizer, BertTokenizerFast.from_pretrained, "tokenizer", f"{source} has no tokenizer files"
-        )
-        if len(self.tokenizer) > self.config.vocab_size:
-            raise UserError(
-                f"the tokenizer of {source} has {len(self.tokenizer)} tokens, the model {self.config.vocab_size}; "
-                "they do not belong together"
-            )
+        self.tokenizer = loaded.load_tokenizer()
         self.model = FlaxBertForPreTraining(self.config, _do_init=False)
         self._forward = jax.jit(lambda params, batch: self.model(**batch, params=params))
 

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 import transformers
-from transformers import BertConfig, FlaxBertForPreTraining
+from transformers import BertConfig, BertTokenizerFast, FlaxBertForPreTraining
 
 from bert_flax.checkpoint import read_params
 from bert_flax.errors import UserError
@@ -49,6 +49,18 @@ class LoadedModel:
     description: str  # for messages and model cards: "run runs/x, step 600"
     run_dir: Path | None = None
     step: int | None = None
+
+    def load_tokenizer(self) -> BertTokenizerFast:
+        """The source's tokenizer; one with more tokens than the model's embeddings is an error."""
+        tokenizer = load_local_or_hub(
+            self.tokenizer, BertTokenizerFast.from_pretrained, "tokenizer", f"{self.description} has no tokenizer files"
+        )
+        if len(tokenizer) > self.config.vocab_size:
+            raise UserError(
+                f"the tokenizer of {self.description} has {len(tokenizer)} tokens but the model has "
+                f"{self.config.vocab_size}; they do not belong together"
+            )
+        return tokenizer
 
 
 def is_run_dir(path: Path) -> bool:
