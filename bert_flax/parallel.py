@@ -31,6 +31,7 @@ class DataParallel(Protocol):
     def host_state(self, state: Any) -> TrainState: ...  # device layout → global arrays, one copy (checkpoints)
     def place_batch(self, local_batch: dict[str, np.ndarray]) -> Any: ...
     def train_step(self, state: Any, batch: Any) -> tuple[Any, Any]: ...
+    def compile_train_step(self, state: Any, batch: Any) -> jax.stages.Compiled: ...  # ahead of time
     def eval_step(self, state: Any, batch: Any) -> Any: ...
     def read_metrics(self, metrics: Any) -> dict[str, float]: ...
 
@@ -96,6 +97,9 @@ class JitDataParallel:
 
     def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         return self._train_step(state, batch)
+
+    def compile_train_step(self, state: TrainState, batch: Batch) -> jax.stages.Compiled:
+        return self._train_step.lower(state, batch).compile()
 
     def eval_step(self, state: TrainState, batch: Batch) -> Metrics:
         return self._eval_step(state.params, batch)

@@ -47,6 +47,9 @@ class PmapDataParallel:
     def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Metrics]:
         return self._train_step(state, batch)
 
+    def compile_train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> jax.stages.Compiled:
+        return self._train_step.lower(state, batch).compile()
+
     def eval_step(self, state: TrainState, batch: dict[str, jax.Array]) -> Metrics:
         return self._eval_step(state.params, batch)
 

@@ -184,14 +184,14 @@ class _Mode:
     step: Callable[[Any, Any], tuple[Any, Any]]
     state: Any
     batches: Iterator
-    compiled: Any = None
-    compile_seconds: float = 0.0
+    compiled: Any  # jax.stages.Compiled
+    compile_seconds: float
     outputs: Any = None
     times: list[float] = dataclasses.field(default_factory=list)
 
 
 def _prepare(
-    compile_step: Callable[[Any], Any] | None,
+    compile_step: Callable[[Any], Any],
     step: Callable[[Any, Any], tuple[Any, Any]],
     state: Any,
     place: Callable[[dict], Any],
@@ -200,7 +200,7 @@ def _prepare(
 ) -> _Mode:
     """Compile ahead of time (timed) and start the mode's batch stream."""
     start = time.perf_counter()
-    compiled = None if compile_step is None else compile_step(place(next(iter(new_batches()))))
+    compiled = compile_step(place(next(iter(new_batches()))))
     compile_s = time.perf_counter() - start
     return _Mode(step, state, maybe_prefetch(new_batches(), place, prefetch), compiled, compile_s)
 
@@ -227,14 +227,14 @@ def _memory(compiled: Any) -> dict[str, int | None]:
     """The compiled step's buffer sizes (XLA's memory_analysis) and the device's peak (None on CPU)."""
     stats = jax.local_devices()[0].memory_stats() or {}
     out: dict[str, int | None] = {"device_peak_bytes": stats.get("peak_bytes_in_use")}
-    analysis = compiled.memory_analysis() if compiled is not None else None
+    analysis = compiled.memory_analysis()
     for name in ("argument", "output", "alias", "temp"):
         out[f"compiled_{name}_bytes"] = None if analysis is None else int(getattr(analysis, f"{name}_size_in_bytes"))
     return out
 
 
 def _xla_flops(compiled: Any) -> float | None:
-    cost = compiled.cost_analysis() if compiled is not None else None
+    cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else None
     return None if not cost or "flops" not in cost else float(cost["flops"])
@@ -323,8 +323,7 @@ def run_bench(
     schedule = learning_rate_schedule(config.optim, config.train.steps)
     parallel = make_data_parallel(pretrained.model, tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
-    jitted = getattr(parallel, "_train_step", None)  # jit or pmap: both lower ahead of time
-    compile_ours = None if jitted is None else lambda batch: jitted.lower(state, batch).compile()
+    compile_ours = lambda batch: parallel.compile_train_step(state, batch)  # noqa: E731
     ours = _prepare(compile_ours, parallel.train_step, state, parallel.place_batch, new_batches, prefetch)
     modes = [ours]
     if baseline == "hf-example":

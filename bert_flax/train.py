@@ -26,6 +26,7 @@ from bert_flax.losses import normalize
 from bert_flax.model import PretrainingModel, build_model
 from bert_flax.optim import learning_rate_schedule, make_optimizer
 from bert_flax.parallel import DataParallel, check_batch_sizes, make_data_parallel
+from bert_flax.prefetch import Prefetcher
 from bert_flax.progress import Progress
 from bert_flax.run_dir import MetricsLog, check_run_dir, create_run_dir
 from bert_flax.train_step import init_train_state
@@ -33,6 +34,7 @@ from bert_flax.train_step import init_train_state
 FINAL_DIR = "final"
 TOKENIZER_DIR = "tokenizer"
 MODEL_CONFIG_FILE = "model_config.json"  # the BertConfig of the checkpoints' params
+PREFETCH_BATCHES = 2  # train batches built and placed on the devices ahead of the step
 
 
 class TrainingDiverged(UserError):
@@ -145,12 +147,13 @@ class _Trainer:
         self.progress.message(f"eval step {step}: {shown}")
 
     def run(self, state: Any, start: int, stop: int, batches: Iterator, eval_batches: list | None) -> tuple[Any, int]:
-        """Steps start+1 .. stop; step n's metrics are read after step n+1 is dispatched."""
+        """Steps start+1 .. stop on (device batch, position) items; step n's metrics are read after
+        step n+1 is dispatched, so the host never waits for the step in flight."""
         every_eval, every_ckpt, total = self.config.eval.every, self.config.checkpoint.every, self.config.train.steps
         pending = None
         for step in range(start + 1, stop + 1):
-            local_batch, position = next(batches)
-            state, device_metrics = self.parallel.train_step(state, self.parallel.place_batch(local_batch))
+            batch, position = next(batches)
+            state, device_metrics = self.parallel.train_step(state, batch)
             if pending is not None:
                 self.log_train(*pending)
             pending = (step, device_metrics)
@@ -203,12 +206,14 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     if start:
         progress.message(f"resuming {run_dir} from step {start}")
     trainer = _Trainer(config, run_dir, parallel, checkpoints, metrics, progress)
-    batches = data.train.iterate(position, jax.process_index(), jax.process_count())
+    host_batches = data.train.iterate(position, jax.process_index(), jax.process_count())
+    batches = Prefetcher(host_batches, lambda item: (parallel.place_batch(item[0]), item[1]), PREFETCH_BATCHES)
     eval_batches = data.eval.eval_batches() if data.eval is not None else None
     try:
         state, step = trainer.run(state, start, max(start, stop), batches, eval_batches)
         checkpoints.wait()
     finally:
+        batches.close()
         progress.close()
         checkpoints.close()
     finished = step >= config.train.steps

@@ -97,17 +97,20 @@ def test_bench_reports_ours_and_hf_example(corpus_path, smoke_cache, data):
     assert result["ratio_tokens_per_second"] == pytest.approx(ratio)
 
 
-def test_bench_cli_json_without_peak(corpus_path, smoke_cache, capsys):
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
+def test_bench_cli_json_without_peak(corpus_path, smoke_cache, capsys, mode):
     args = [
         "bench",
         "--config",
         str(REPO_ROOT / "configs" / "smoke.yaml"),
         f"data.path={corpus_path}",
         f"data.cache_dir={smoke_cache}",
+        f"parallel.mode={mode}",
     ]
     assert main([*args, "--steps", "1", "--warmup", "0", "--prefetch", "0", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["ours"]["mfu"] is None and "hf-example" not in result and result["prefetch"] == 0
+    assert result["parallel_mode"] == mode and result["ours"]["xla_flops_per_step"] > 0
 
 
 def test_bench_bad_input_is_one_line(capsys):
