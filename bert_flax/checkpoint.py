@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from bert_flax.data.pipeline import DataPosition
 from bert_flax.errors import UserError
@@ -68,11 +69,15 @@ class Checkpoints:
         return None
 
     def _move_aside(self, step: int) -> Path:
+        """Process 0 moves the step (the directory is shared); every process waits for it, then rescans."""
         aside = self.directory.parent / UNREADABLE_DIR / str(step)
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        if aside.exists():
-            shutil.rmtree(aside)
-        shutil.move(str(self.directory / str(step)), aside)
+        if jax.process_index() == 0:
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            if aside.exists():
+                shutil.rmtree(aside)
+            shutil.move(str(self.directory / str(step)), aside)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"bert_flax checkpoint {step} moved aside")
         self.manager.reload()
         return aside
 

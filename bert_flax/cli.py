@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from bert_flax.config import Config, load_config
-from bert_flax.errors import EXIT_BAD_INPUT, UserError
+from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL, UserError
 
 
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
@@ -90,6 +90,13 @@ def _pretrain(args: argparse.Namespace) -> int:
     config = _config(args)
     run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "meditations"))
     result = pretrain(config, run_dir, stop_at=args.stop_at)
+    if result.stopped_by is not None:
+        print(
+            f"stopped by {result.stopped_by} after saving the checkpoint of step {result.step} in {result.run_dir}; "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_STOPPED_BY_SIGNAL
     status = "finished" if result.finished else f"stopped at step {result.step} (rerun to resume)"
     shown = " ".join(f"{key} {value:.4f}" for key, value in result.eval.items())
     print(f"{status}: {result.run_dir}" + (f"; eval {shown}" if shown else ""))

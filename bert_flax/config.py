@@ -296,8 +296,24 @@ class ParallelConfig(_Section):
     section: typing.ClassVar[str] = "parallel"
     # jit: a ("data",) mesh with NamedSharding; pmap: the classic replicate-and-pmean recipe.
     mode: Literal["jit", "pmap"] = "jit"
-    # Call jax.distributed.initialize() (multi-host TPU pods, multi-process GPU).
+    # Call jax.distributed.initialize() (multi-host TPU pods, multi-process GPU or CPU).
     distributed: bool = False
+    # host:port of process 0's coordinator service. Empty: auto-detect (TPU, SLURM, Open MPI).
+    coordinator_address: str = ""
+    # Processes in the job. 0: auto-detect.
+    num_processes: int = 0
+    # This process' index in [0, num_processes). -1: auto-detect.
+    process_id: int = -1
+
+    def _validate(self) -> None:
+        self._check(self.num_processes >= 0, "num_processes", "must be non-negative (0: auto-detect)")
+        self._check(self.process_id >= -1, "process_id", "must be at least -1 (-1: auto-detect)")
+        if self.num_processes and self.process_id >= self.num_processes:
+            limit = f"parallel.num_processes={self.num_processes}"
+            _fail("parallel.process_id", f"must be below {limit}; got {self.process_id}")
+        if self.coordinator_address:
+            host, sep, port = self.coordinator_address.rpartition(":")
+            self._check(bool(host and sep and port.isdigit()), "coordinator_address", "must be host:port")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,7 +351,11 @@ def model_max_positions(model: ModelConfig) -> int:
     config_json = Path(model.init) / "config.json" if model.init else None
     if config_json is not None and config_json.is_file():
         try:
-            return int(json.loads(config_json.read_text())["max_position_embeddings"])
+            values = json.loads(config_json.read_text())
+            model_type = values.get("model_type", "bert") if isinstance(values, dict) else "bert"
+            if model_type != "bert":  # before its fields are read: a GPT-2 config has no max_position_embeddings
+                raise UserError(f"model.init={model.init} is a {model_type!r} model, not BERT; pass a BERT checkpoint")
+            return int(values["max_position_embeddings"])
         except (ValueError, KeyError, TypeError) as err:
             raise UserError(f"model.init: cannot read max_position_embeddings from {config_json}: {err}") from None
     return PRESET_MAX_POSITIONS

@@ -1,6 +1,7 @@
 """The one exception type that means "the user gave us something we cannot use"."""
 
 EXIT_BAD_INPUT = 2
+EXIT_STOPPED_BY_SIGNAL = 75  # SIGTERM/SIGINT: a checkpoint of the current step was saved; rerun to resume
 
 
 class UserError(Exception):

@@ -99,8 +99,6 @@ def _from_checkpoint(config: Config) -> PretrainingModel:
     if loaded.run_dir is None:  # our own runs always hold the heads
         # The same seed gives the same random init that from_pretrained used for missing weights.
         heads = _initialized_groups(params, FlaxBertForPreTraining(loaded.config, seed=seed).params)
-    if heads:
-        log.warning("model.init=%s has no weights for %s; they start from random init", name, ", ".join(heads))
     model = FlaxBertForPreTraining(loaded.config, dtype=dtype, _do_init=False)
     return PretrainingModel(model, params, heads)
 
@@ -121,6 +119,12 @@ def build_model(config: Config, vocab_size: int) -> PretrainingModel:
         raise UserError(
             f"data.max_seq_len={config.data.max_seq_len} exceeds the model's "
             f"{pretrained.config.max_position_embeddings} positions; lower data.max_seq_len"
+        )
+    if pretrained.initialized_heads:  # after the checks: bad input gets its one error line, nothing else
+        log.warning(
+            "model.init=%s has no weights for %s; they start from random init",
+            config.model.init,
+            ", ".join(pretrained.initialized_heads),
         )
     return pretrained
 

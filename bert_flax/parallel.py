@@ -7,6 +7,7 @@ the classic replicate-and-pmean recipe. Both expose the same small interface to 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol, Sequence
 
 import jax
@@ -15,11 +16,36 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bert_flax.config import Config
+from bert_flax.config import Config, ParallelConfig
 from bert_flax.errors import UserError
 from bert_flax.train_step import Batch, Metrics, TrainState, make_eval_step, make_train_step
 
 DATA_AXIS = "data"
+
+
+def initialize_distributed(config: ParallelConfig) -> None:
+    """Join the multi-process job: `jax.distributed.initialize` with the configured values, the
+    rest auto-detected (TPU, SLURM, Open MPI). Must run before anything touches a device.
+
+    CPU processes exchange collectives through gloo, unless JAX_CPU_COLLECTIVES_IMPLEMENTATION
+    chose another implementation (e.g. mpi).
+    """
+    if jax.distributed.is_initialized():  # a second pretrain() in the same process
+        return
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    given = {
+        "coordinator_address": config.coordinator_address or None,
+        "num_processes": config.num_processes or None,
+        "process_id": config.process_id if config.process_id >= 0 else None,
+    }
+    try:
+        jax.distributed.initialize(**{key: value for key, value in given.items() if value is not None})
+    except ValueError as err:  # nothing to auto-detect from: say which keys to set
+        raise UserError(
+            f"parallel.distributed=true: {err}; outside TPU/SLURM/Open MPI set parallel.coordinator_address, "
+            "parallel.num_processes and parallel.process_id"
+        ) from None
 
 
 class DataParallel(Protocol):
@@ -113,6 +139,8 @@ def make_data_parallel(
 ) -> DataParallel:
     """The configured mode (`check_batch_sizes` first: a bad batch size is a user error, not a crash)."""
     if config.parallel.mode == "pmap":
+        if jax.process_count() > 1:  # its checkpoints hold per-process arrays: saving them would hang
+            raise UserError("parallel.mode=pmap runs in one process only; use parallel.mode=jit with several processes")
         from bert_flax.pmap import PmapDataParallel
 
         return PmapDataParallel(model, tx, schedule, config)

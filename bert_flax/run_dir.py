@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from bert_flax.config import Config, config_to_dict, dump_config, load_config
+from bert_flax.disk import check_writable_dir
 from bert_flax.errors import UserError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+
+
+# How many processes run it and how they meet, not what it computes: a run resumes under another
+# process layout (a multi-process run's checkpoints in one process, and back).
+LAUNCH_KEYS = frozenset(
+    {"parallel.distributed", "parallel.coordinator_address", "parallel.num_processes", "parallel.process_id"}
+)
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -25,12 +33,22 @@ def _differences(old: dict, new: dict) -> list[str]:
         f"{section}.{key}: {old[section].get(key)!r} → {value!r}"
         for section, values in new.items()
         for key, value in values.items()
-        if old.get(section, {}).get(key) != value
+        if f"{section}.{key}" not in LAUNCH_KEYS and old.get(section, {}).get(key) != value
     ]
 
 
 def check_run_dir(run_dir: Path, config: Config) -> bool:
-    """True when `run_dir` holds this config's run (resume), False when it is new or empty; else an error."""
+    """True when `run_dir` holds this config's run (resume), False when it is new or empty; else an error.
+
+    Also an error when the directory could not be written (or created), so a run never fails on
+    its first checkpoint after the data and the model were prepared.
+    """
+    resuming = _check_owner(run_dir, config)
+    check_writable_dir(run_dir, "run dir", "pass another --run-dir")
+    return resuming
+
+
+def _check_owner(run_dir: Path, config: Config) -> bool:
     config_path = run_dir / CONFIG_FILE
     if config_path.is_file():
         try:

@@ -141,11 +141,18 @@ def load_model_source(source: str, seed: int = 0, fix: str = OFFLINE_FIX) -> Loa
         return _from_run(path.parents[1], int(path.name))
     if path.is_file():
         raise UserError(f"{source} is a file; pass a model directory, a run directory or a hub name")
+    if not path.exists() and _is_path_not_hub_name(source):
+        raise UserError(f"cannot load model {source}: it does not exist; pass a model directory, a run directory or a hub name")
     if path.is_dir() and not (path / "config.json").is_file():
         raise UserError(f"{source} is not a model: no config.json (nor a bert-flax run with {RUN_CONFIG_FILE})")
     if path.is_dir():
         _check_bin_is_a_state_dict(path)
     return _from_pretrained(source, seed, fix)
+
+
+def _is_path_not_hub_name(source: str) -> bool:
+    """Absolute, ./ ../ ~ or more than one slash: a hub name is NAME or ORG/NAME."""
+    return Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1
 
 
 def _only_bin(path: Path) -> bool:

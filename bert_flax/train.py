@@ -25,8 +25,9 @@ from bert_flax.errors import UserError
 from bert_flax.losses import normalize
 from bert_flax.model import PretrainingModel, build_model
 from bert_flax.optim import learning_rate_schedule, make_optimizer
-from bert_flax.parallel import DataParallel, check_batch_sizes, make_data_parallel
+from bert_flax.parallel import DataParallel, check_batch_sizes, initialize_distributed, make_data_parallel
 from bert_flax.prefetch import Prefetcher
+from bert_flax.preemption import StopSignals
 from bert_flax.progress import Progress
 from bert_flax.run_dir import MetricsLog, check_run_dir, create_run_dir
 from bert_flax.train_step import init_train_state
@@ -45,9 +46,10 @@ class TrainingDiverged(UserError):
 class RunResult:
     run_dir: Path
     step: int  # optimizer steps completed
-    finished: bool  # reached train.steps (False: stopped early by `stop_at`)
+    finished: bool  # reached train.steps (False: stopped early by `stop_at` or a signal)
     train: dict[str, float]  # the last logged train metrics
     eval: dict[str, float]  # the last eval metrics ({} without an eval split)
+    stopped_by: str | None = None  # "SIGTERM"/"SIGINT": checkpointed at `step` and stopped
 
 
 def _is_main() -> bool:
@@ -74,6 +76,8 @@ def evaluate(
         sums = parallel.eval_step(
             state, parallel.place_batch(local_rows(batch, jax.process_index(), jax.process_count()))
         )
+        if jax.process_count() > 1:  # XLA:CPU's cross-process collectives hung when eval steps queued up
+            jax.block_until_ready(sums)
         total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
     return normalize(parallel.read_metrics(total), objectives)
 
@@ -146,9 +150,18 @@ class _Trainer:
         shown = " ".join(f"{key} {value:.4f}" for key, value in values.items())
         self.progress.message(f"eval step {step}: {shown}")
 
-    def run(self, state: Any, start: int, stop: int, batches: Iterator, eval_batches: list | None) -> tuple[Any, int]:
+    def run(
+        self,
+        state: Any,
+        start: int,
+        stop: int,
+        batches: Iterator,
+        eval_batches: list | None,
+        signals: StopSignals,
+    ) -> tuple[Any, int, str | None]:
         """Steps start+1 .. stop on (device batch, position) items; step n's metrics are read after
-        step n+1 is dispatched, so the host never waits for the step in flight."""
+        step n+1 is dispatched, so the host never waits for the step in flight. A stop signal ends
+        the run after the current step and its checkpoint: (state, last step, signal name or None)."""
         every_eval, every_ckpt, total = self.config.eval.every, self.config.checkpoint.every, self.config.train.steps
         pending = None
         for step in range(start + 1, stop + 1):
@@ -157,8 +170,9 @@ class _Trainer:
             if pending is not None:
                 self.log_train(*pending)
             pending = (step, device_metrics)
+            stopped_by = signals.requested(step)
             do_eval = eval_batches is not None and (step % every_eval == 0 or step == total)
-            do_save = step % every_ckpt == 0 or step == stop
+            do_save = step % every_ckpt == 0 or step == stop or stopped_by is not None
             if do_eval or do_save:  # checked metrics before a checkpoint: a diverged state is never saved
                 self.log_train(*pending)
                 pending = None
@@ -168,14 +182,17 @@ class _Trainer:
                 self.checkpoints.save(step, self.parallel.host_state(state), position)
             if do_eval or do_save:
                 self.last_read = (time.perf_counter(), step)  # eval and saving are not training time
-        return state, stop
+            if stopped_by is not None:
+                self.progress.message(f"{stopped_by}: saving the checkpoint of step {step}, then stopping")
+                return state, step, stopped_by
+        return state, stop, None
 
 
 def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, show_progress: bool = True) -> RunResult:
     """Pre-train (or resume) in `run_dir`. `stop_at`: stop after that step with a checkpoint, as if preempted."""
     run_dir = Path(run_dir)
     if config.parallel.distributed:
-        jax.distributed.initialize()
+        initialize_distributed(config.parallel)
     resuming = check_run_dir(run_dir, config)
     check_batch_sizes(config, jax.device_count(), jax.process_count())
     if stop_at is not None and not 1 <= stop_at <= config.train.steps:
@@ -210,13 +227,14 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     batches = Prefetcher(host_batches, lambda item: (parallel.place_batch(item[0]), item[1]), PREFETCH_BATCHES)
     eval_batches = data.eval.eval_batches() if data.eval is not None else None
     try:
-        state, step = trainer.run(state, start, max(start, stop), batches, eval_batches)
-        checkpoints.wait()
+        with StopSignals() as signals:
+            state, step, stopped_by = trainer.run(state, start, max(start, stop), batches, eval_batches, signals)
+            checkpoints.wait()
     finally:
         batches.close()
         progress.close()
         checkpoints.close()
-    finished = step >= config.train.steps
+    finished = step >= config.train.steps and stopped_by is None
     if finished and _is_main():
         _save_final(run_dir, pretrained, parallel.host_state(state).params, data)
-    return RunResult(run_dir, step, finished, trainer.last_train, trainer.last_eval)
+    return RunResult(run_dir, step, finished, trainer.last_train, trainer.last_eval, stopped_by)

@@ -13,6 +13,7 @@ from bert_flax.data.pipeline import PretrainingStream
 from bert_flax.data.sentences import split_sentences
 from bert_flax.data.tokenized import TokenizedCorpus, tokenize_corpus
 from bert_flax.data.tokenizer import TokenIds, load_tokenizer
+from bert_flax.disk import check_writable_dir
 from bert_flax.errors import UserError
 
 STREAM_SPLIT = 0
@@ -68,10 +69,16 @@ def build_pretraining_data(config: Config) -> PretrainingData:
     nsp = config.train.nsp
     train_docs, eval_docs = train_eval_split(sentence_counts_D, config.data.eval_fraction, 2 if nsp else 1, config.train.seed)
     if len(train_docs) == 0:
-        raise UserError(f"corpus {corpus.source} leaves no training documents; lower data.eval_fraction or add text")
+        raise UserError(
+            f"corpus {corpus.source} has {len(corpus.documents)} document(s), all held out for evaluation "
+            f"(data.eval_fraction={config.data.eval_fraction}, at least {2 if nsp else 1}{' with NSP' if nsp else ''}); "
+            "add documents (with data.documents=line every line is one), lower data.eval_fraction"
+            + (", or train MLM only with train.objectives=[mlm]" if nsp else "")
+        )
     if nsp:
         _check_nsp_possible(sentence_counts_D, train_docs, corpus.source)
     cache_dir = cache_root(config.data)
+    check_writable_dir(cache_dir, "data.cache_dir", "point data.cache_dir (or $BERT_FLAX_CACHE) at a writable directory")
     tokenizer = load_tokenizer(config.tokenizer, corpus, cache_dir)
     tokenized = tokenize_corpus(corpus, tokenizer, cache_dir)
     ids = TokenIds.from_tokenizer(tokenizer)
