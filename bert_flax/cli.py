@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from bert_flax.config import Config, load_config
 from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL, UserError
@@ -84,12 +84,8 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    from bert_flax.train import pretrain
-
-    config = _config(args)
-    run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "meditations"))
-    result = pretrain(config, run_dir, stop_at=args.stop_at)
+def _report_run(result: Any) -> int:
+    """The last line of a pretrain/finetune run, and its exit code (75: stopped by a signal, resumable)."""
     if result.stopped_by is not None:
         print(
             f"stopped by {result.stopped_by} after saving the checkpoint of step {result.step} in {result.run_dir}; "
@@ -101,6 +97,24 @@ def _pretrain(args: argparse.Namespace) -> int:
     shown = " ".join(f"{key} {value:.4f}" for key, value in result.eval.items())
     print(f"{status}: {result.run_dir}" + (f"; eval {shown}" if shown else ""))
     return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from bert_flax.train import pretrain
+
+    config = _config(args)
+    run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "meditations"))
+    result = pretrain(config, run_dir, stop_at=args.stop_at)
+    return _report_run(result)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from bert_flax.finetune.run import finetune
+
+    config = load_config(args.config, [*args.overrides, f"finetune.task={args.task}"])
+    default_name = Path(args.config).stem if args.config else f"finetune-{args.task}"
+    result = finetune(config, args.run_dir or str(Path("runs") / default_name), stop_at=args.stop_at)
+    return _report_run(result)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -204,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic batches of the real shapes (default), or the configured corpus through the input pipeline",
     )
     bench_model.add_argument(
-        "--prefetch", type=int, default=2, help="batches built and placed ahead in a thread (default 2; 0: inline)"
+        "--prefetch", type=int, default=2, help="host batches built ahead in a thread (default 2; 0: inline)"
     )
     peak = bench_model.add_mutually_exclusive_group()
     peak.add_argument("--peak-tflops", type=float, help="peak TFLOP/s of one device, for MFU")
@@ -216,6 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)"
     )
     train.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint, as if preempted")
+
+    tune = verbs.add_parser("finetune", help="fine-tune a task head: classify (sequence classification) or qa")
+    tune_tasks = tune.add_subparsers(dest="task", required=True, parser_class=_Parser)
+    for name, help in (
+        ("classify", "sequence classification from CSV / JSON Lines / a datasets name (accuracy, macro-F1)"),
+        ("qa", "extractive question answering on SQuAD v1.1 / v2 data (exact match, F1)"),
+    ):
+        task = tune_tasks.add_parser(name, help=help, description=help)
+        task.add_argument("--config", help="YAML config file")
+        task.add_argument("--run-dir", help="where everything goes (default runs/CONFIG_NAME)")
+        task.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint")
+        task.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+        task.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
+        task.set_defaults(handler=_finetune)
 
     source_help = "a run dir (newest checkpoint), RUN_DIR/checkpoints/STEP, a save_pretrained dir or a hub name"
     exporter = verbs.add_parser("export", help="write a Hugging Face PyTorch directory (safetensors)")

@@ -137,6 +137,14 @@ class DataConfig(_Section):
     short_seq_prob: float = 0.1
     # Where downloads and tokenized corpora are cached. Empty: $BERT_FLAX_CACHE or ~/.cache/bert_flax.
     cache_dir: str = ""
+    # Fine-tuning: train and eval files (classify: .csv/.tsv/.jsonl; qa: SQuAD .json or .jsonl), or
+    # `dataset` with `dataset_split` for training and `dataset_eval_split` for evaluation.
+    train_path: str = ""
+    eval_path: str = ""
+    dataset_eval_split: str = "validation"
+    # Fine-tuning (classify): the optional second text of sentence pairs, and the label column.
+    text_pair_column: str = ""
+    label_column: str = "label"
 
     def _validate(self) -> None:
         self._check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
@@ -317,6 +325,30 @@ class ParallelConfig(_Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class FinetuneConfig(_Section):
+    section: typing.ClassVar[str] = "finetune"
+    # classify (sequence classification) or qa (extractive question answering); the CLI verb sets it.
+    task: Literal["classify", "qa"] = "classify"
+    # qa: tokens shared by consecutive windows of a long context (Hugging Face's `stride`).
+    doc_stride: int = 128
+    # qa: question tokens kept (longer questions are truncated).
+    max_query_len: int = 64
+    # qa: longest answer in tokens, and candidate start/end positions scored per window.
+    max_answer_len: int = 30
+    n_best: int = 20
+    # qa: SQuAD v2 data (unanswerable questions); predict no answer when the null score beats the
+    # best span's score by more than null_threshold.
+    version_2: bool = False
+    null_threshold: float = 0.0
+
+    def _validate(self) -> None:
+        self._check(self.doc_stride >= 0, "doc_stride", "must be non-negative")
+        self._check(self.max_query_len >= 1, "max_query_len", "must be at least 1")
+        self._check(self.max_answer_len >= 1, "max_answer_len", "must be at least 1")
+        self._check(self.n_best >= 1, "n_best", "must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """A whole run: one field per section, cross-section checks in `__post_init__`."""
 
@@ -329,6 +361,7 @@ class Config:
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: EvalConfig = EvalConfig()
     parallel: ParallelConfig = ParallelConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
 
     def __post_init__(self) -> None:
         max_positions = model_max_positions(self.model)
@@ -341,6 +374,13 @@ class Config:
         predictions = self.masking.num_predictions(self.data.max_seq_len)
         if predictions > self.data.max_seq_len:
             _fail("masking.max_predictions", f"is {predictions}, more than data.max_seq_len={self.data.max_seq_len}")
+        context_tokens = self.data.max_seq_len - self.finetune.max_query_len - 3  # [CLS] Q [SEP] C [SEP]
+        if self.finetune.task == "qa" and not 0 <= self.finetune.doc_stride < context_tokens:
+            _fail(
+                "finetune.doc_stride",
+                f"is {self.finetune.doc_stride} but windows hold only {context_tokens} context tokens "
+                f"(data.max_seq_len - finetune.max_query_len - 3); lower it or raise data.max_seq_len",
+            )
 
 
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)

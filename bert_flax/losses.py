@@ -6,15 +6,20 @@ is exact: the mean over a global batch is sum / count however the batch was spli
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from bert_flax.model import pretraining_logits
+from bert_flax.train_step import Task
 
 # Keys of the metric sums that a step returns; `normalize` turns them into means.
 SUM_KEYS = ("mlm_loss_sum", "mlm_correct", "mlm_count", "nsp_loss_sum", "nsp_correct", "nsp_count")
 
 
-def _cross_entropy(logits_NxC: jax.Array, labels_N: jax.Array) -> jax.Array:
+def cross_entropy(logits_NxC: jax.Array, labels_N: jax.Array) -> jax.Array:
     log_probs_NxC = jax.nn.log_softmax(logits_NxC.astype(jnp.float32), axis=-1)
     return -jnp.take_along_axis(log_probs_NxC, labels_N[..., None], axis=-1)[..., 0]
 
@@ -23,7 +28,7 @@ def mlm_sums(mlm_logits_BxPxV: jax.Array, batch: dict[str, jax.Array]) -> dict[s
     """Cross-entropy and accuracy at the real prediction slots (masked_lm_weights > 0)."""
     weights_BxP = batch["masked_lm_weights"].astype(jnp.float32)
     labels_BxP = batch["masked_lm_ids"]
-    loss_BxP = _cross_entropy(mlm_logits_BxPxV, labels_BxP)
+    loss_BxP = cross_entropy(mlm_logits_BxPxV, labels_BxP)
     correct_BxP = (jnp.argmax(mlm_logits_BxPxV, axis=-1) == labels_BxP).astype(jnp.float32)
     return {
         "mlm_loss_sum": jnp.sum(loss_BxP * weights_BxP),
@@ -36,7 +41,7 @@ def nsp_sums(nsp_logits_Bx2: jax.Array, batch: dict[str, jax.Array]) -> dict[str
     """Cross-entropy and accuracy of IsNext (0) / NotNext (1); eval padding rows weigh 0."""
     labels_B = batch["next_sentence_labels"]
     weights_B = batch.get("example_weights", jnp.ones(labels_B.shape, jnp.float32))
-    loss_B = _cross_entropy(nsp_logits_Bx2, labels_B)
+    loss_B = cross_entropy(nsp_logits_Bx2, labels_B)
     correct_B = (jnp.argmax(nsp_logits_Bx2, axis=-1) == labels_B).astype(jnp.float32)
     return {
         "nsp_loss_sum": jnp.sum(loss_B * weights_B),
@@ -94,3 +99,16 @@ def normalize(sums: dict[str, float | np.ndarray], objectives: tuple[str, ...]) 
         loss += out["nsp_loss"]
     out["loss"] = loss
     return out
+
+
+def pretraining_task(model: Any, objectives: tuple[str, ...]) -> Task:
+    """MLM + NSP on `FlaxBertForPreTraining` (MLM head at the gathered positions) as a `Task`."""
+
+    def loss(params: Any, batch: dict, counts: dict, dropout_rng: jax.Array) -> tuple[jax.Array, dict]:
+        sums = metric_sums(*pretraining_logits(model, params, batch, objectives, dropout_rng), batch)
+        return objective(sums, counts), sums
+
+    def evaluate(params: Any, batch: dict) -> dict[str, jax.Array]:
+        return metric_sums(*pretraining_logits(model, params, batch, objectives), batch)
+
+    return Task(counts=batch_counts, loss=loss, evaluate=evaluate)

@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bert_flax.config import Config, ParallelConfig
 from bert_flax.errors import UserError
-from bert_flax.train_step import Batch, Metrics, TrainState, make_eval_step, make_train_step
+from bert_flax.train_step import Batch, Metrics, Task, TrainState, make_eval_step, make_train_step
 
 DATA_AXIS = "data"
 
@@ -60,6 +60,7 @@ class DataParallel(Protocol):
     def compile_train_step(self, state: Any, batch: Any) -> jax.stages.Compiled: ...  # ahead of time
     def eval_step(self, state: Any, batch: Any) -> Any: ...
     def read_metrics(self, metrics: Any) -> dict[str, float]: ...
+    def read_rows(self, rows: Any) -> Any: ...  # per-row eval outputs → host arrays of the global batch
 
 
 def check_batch_sizes(config: Config, num_devices: int, process_count: int) -> None:
@@ -84,7 +85,7 @@ class JitDataParallel:
 
     def __init__(
         self,
-        model: Any,
+        task: Task,
         tx: optax.GradientTransformation,
         schedule: optax.Schedule,
         config: Config,
@@ -94,8 +95,7 @@ class JitDataParallel:
         self.num_devices = self.mesh.size
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
-        objectives = config.train.objectives
-        step = make_train_step(model, tx, schedule, objectives, config.train.grad_accum_steps)
+        step = make_train_step(task, tx, schedule, config.train.grad_accum_steps)
         self._train_step = jax.jit(
             step,
             in_shardings=(self.replicated, self.batch_sharding),
@@ -103,9 +103,9 @@ class JitDataParallel:
             donate_argnums=0,
         )
         self._eval_step = jax.jit(
-            make_eval_step(model, objectives),
+            make_eval_step(task),
             in_shardings=(self.replicated, self.batch_sharding),
-            out_shardings=self.replicated,
+            out_shardings=self.batch_sharding if task.eval_rows else self.replicated,
         )
 
     def place_state(self, state: TrainState) -> TrainState:
@@ -133,9 +133,16 @@ class JitDataParallel:
     def read_metrics(self, metrics: Metrics) -> dict[str, float]:
         return {key: float(value) for key, value in jax.device_get(metrics).items()}
 
+    def read_rows(self, rows: Any) -> Any:
+        if jax.process_count() > 1:  # each process holds its rows only
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.process_allgather(rows, tiled=True)
+        return jax.device_get(rows)
+
 
 def make_data_parallel(
-    model: Any, tx: optax.GradientTransformation, schedule: optax.Schedule, config: Config
+    task: Task, tx: optax.GradientTransformation, schedule: optax.Schedule, config: Config
 ) -> DataParallel:
     """The configured mode (`check_batch_sizes` first: a bad batch size is a user error, not a crash)."""
     if config.parallel.mode == "pmap":
@@ -143,5 +150,5 @@ def make_data_parallel(
             raise UserError("parallel.mode=pmap runs in one process only; use parallel.mode=jit with several processes")
         from bert_flax.pmap import PmapDataParallel
 
-        return PmapDataParallel(model, tx, schedule, config)
-    return JitDataParallel(model, tx, schedule, config)
+        return PmapDataParallel(task, tx, schedule, config)
+    return JitDataParallel(task, tx, schedule, config)

@@ -17,18 +17,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bert_flax.config import Config
 from bert_flax.parallel import DATA_AXIS
-from bert_flax.train_step import Metrics, TrainState, make_eval_step, make_train_step
+from bert_flax.train_step import Metrics, Task, TrainState, make_eval_step, make_train_step
 
 
 class PmapDataParallel:
-    def __init__(self, model: Any, tx: optax.GradientTransformation, schedule: optax.Schedule, config: Config):
+    def __init__(self, task: Task, tx: optax.GradientTransformation, schedule: optax.Schedule, config: Config):
         self.devices = jax.local_devices()
         self.num_devices = jax.device_count()
         self._stacked = NamedSharding(Mesh(np.asarray(self.devices), (DATA_AXIS,)), PartitionSpec(DATA_AXIS))
-        objectives = config.train.objectives
-        step = make_train_step(model, tx, schedule, objectives, config.train.grad_accum_steps, axis_name=DATA_AXIS)
+        step = make_train_step(task, tx, schedule, config.train.grad_accum_steps, axis_name=DATA_AXIS)
         self._train_step = jax.pmap(step, axis_name=DATA_AXIS, donate_argnums=(0,))
-        self._eval_step = jax.pmap(make_eval_step(model, objectives, axis_name=DATA_AXIS), axis_name=DATA_AXIS)
+        self._eval_step = jax.pmap(make_eval_step(task, axis_name=DATA_AXIS), axis_name=DATA_AXIS)
 
     def place_state(self, state: TrainState) -> TrainState:
         """One copy per local device, stacked along a leading axis."""
@@ -56,3 +55,7 @@ class PmapDataParallel:
     def read_metrics(self, metrics: Metrics) -> dict[str, float]:
         """Metrics are psum-ed, so every device holds the same value: read device 0's."""
         return {key: float(value[0]) for key, value in jax.device_get(metrics).items()}
+
+    def read_rows(self, rows: Any) -> Any:
+        """[devices, B / devices, ...] → [B, ...]."""
+        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), jax.device_get(rows))

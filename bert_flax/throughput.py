@@ -34,7 +34,7 @@ from bert_flax.config import Config
 from bert_flax.data.masking import to_hf_labels
 from bert_flax.errors import UserError
 from bert_flax.flops import BASELINES, flops_per_token
-from bert_flax.losses import normalize
+from bert_flax.losses import normalize, pretraining_task
 from bert_flax.model import PretrainingModel, build_model
 from bert_flax.optim import ADAM_EPS, learning_rate_schedule, make_optimizer
 from bert_flax.parallel import check_batch_sizes, make_data_parallel
@@ -179,11 +179,13 @@ class HFExampleStep:
 
 @dataclasses.dataclass
 class _Mode:
-    """One step function being timed: its state, its (prefetched) device batches, its step times."""
+    """One step function being timed: its state, its (prefetched) host batches and how it places them
+    on the devices (in the timed loop, as the trainer does), its step times."""
 
     step: Callable[[Any, Any], tuple[Any, Any]]
     state: Any
     batches: Iterator
+    place: Callable[[dict], Any]
     compiled: Any  # jax.stages.Compiled
     compile_seconds: float
     outputs: Any = None
@@ -202,7 +204,7 @@ def _prepare(
     start = time.perf_counter()
     compiled = compile_step(place(next(iter(new_batches()))))
     compile_s = time.perf_counter() - start
-    return _Mode(step, state, maybe_prefetch(new_batches(), place, prefetch), compiled, compile_s)
+    return _Mode(step, state, maybe_prefetch(new_batches(), prefetch), place, compiled, compile_s)
 
 
 def _time_interleaved(modes: list[_Mode], steps: int, warmup: int) -> None:
@@ -214,7 +216,7 @@ def _time_interleaved(modes: list[_Mode], steps: int, warmup: int) -> None:
         for index in range(warmup + steps):
             for mode in modes:
                 start = time.perf_counter()
-                mode.state, mode.outputs = mode.step(mode.state, next(mode.batches))
+                mode.state, mode.outputs = mode.step(mode.state, mode.place(next(mode.batches)))
                 jax.block_until_ready((mode.state, mode.outputs))
                 if index >= warmup:
                     mode.times.append(time.perf_counter() - start)
@@ -321,7 +323,7 @@ def run_bench(
     # Ours: the trainer's objects and calls.
     tx = make_optimizer(config.optim, config.train.steps)
     schedule = learning_rate_schedule(config.optim, config.train.steps)
-    parallel = make_data_parallel(pretrained.model, tx, schedule, config)
+    parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
     compile_ours = lambda batch: parallel.compile_train_step(state, batch)  # noqa: E731
     ours = _prepare(compile_ours, parallel.train_step, state, parallel.place_batch, new_batches, prefetch)

@@ -1,4 +1,5 @@
-"""The train state and the pure train/eval steps. Jitting, sharding and donation live in parallel.py.
+"""The train state and the pure train/eval steps of any `Task`. Jitting, sharding and donation live
+in parallel.py.
 
 A step sees the whole batch it is given: the global batch under jit, or one device's share under
 pmap (then `axis_name` names the device axis and counts, sums and gradients are psum-ed).
@@ -8,6 +9,7 @@ accumulation and any split over devices give the large batch's gradient.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import flax.struct
@@ -15,12 +17,26 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bert_flax.losses import batch_counts, metric_sums, objective
-from bert_flax.model import Params, pretraining_logits
-
+Params = Any
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 DROPOUT_STREAM = 1  # the dropout key is fold_in(PRNGKey(seed), DROPOUT_STREAM)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What the steps need from an objective (pre-training, classification, question answering).
+
+    counts(batch): the batch's normalisers (summed over devices and micro-batches before use).
+    loss(params, batch, counts, dropout_rng): (the loss to differentiate, metric sums).
+    evaluate(params, batch): without dropout; metric sums, or with `eval_rows` per-row outputs
+    (e.g. logits) that stay split along the batch.
+    """
+
+    counts: Callable[[Batch], Metrics]
+    loss: Callable[[Params, Batch, Metrics, jax.Array], tuple[jax.Array, Metrics]]
+    evaluate: Callable[[Params, Batch], Any]
+    eval_rows: bool = False
 
 
 @flax.struct.dataclass
@@ -53,27 +69,21 @@ def micro_batches(batch: Batch, num_micro: int) -> Batch:
 
 
 def make_train_step(
-    model: Any,
+    task: Task,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
-    objectives: tuple[str, ...],
     grad_accum_steps: int = 1,
     axis_name: str | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-    """A pure `train_step(state, batch) -> (state, metrics)`; metrics: SUM_KEYS, grad/param norms, learning rate."""
+    """A pure `train_step(state, batch) -> (state, metrics)`; metrics: the task's sums, grad/param norms, learning rate."""
 
     def psum(tree: Any) -> Any:
         return tree if axis_name is None else jax.lax.psum(tree, axis_name)
 
-    def loss_fn(params: Params, batch: Batch, counts: dict, rng: jax.Array) -> tuple[jax.Array, Metrics]:
-        mlm_logits_BxPxV, nsp_logits_Bx2 = pretraining_logits(model, params, batch, objectives, rng)
-        sums = metric_sums(mlm_logits_BxPxV, nsp_logits_Bx2, batch)
-        return objective(sums, counts), sums
-
-    grad_fn = jax.grad(loss_fn, has_aux=True)
+    grad_fn = jax.grad(task.loss, has_aux=True)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-        counts = psum(batch_counts(batch))
+        counts = psum(task.counts(batch))
         step_key = jax.random.fold_in(state.rng, state.step)
         if axis_name is not None:
             step_key = jax.random.fold_in(step_key, jax.lax.axis_index(axis_name))
@@ -103,14 +113,11 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(
-    model: Any, objectives: tuple[str, ...], axis_name: str | None = None
-) -> Callable[[Params, Batch], Metrics]:
-    """A pure `eval_step(params, batch) -> SUM_KEYS sums`, without dropout."""
+def make_eval_step(task: Task, axis_name: str | None = None) -> Callable[[Params, Batch], Any]:
+    """A pure `eval_step(params, batch)`: the task's eval sums (psum-ed over `axis_name`) or rows."""
 
-    def eval_step(params: Params, batch: Batch) -> Metrics:
-        mlm_logits_BxPxV, nsp_logits_Bx2 = pretraining_logits(model, params, batch, objectives)
-        sums = metric_sums(mlm_logits_BxPxV, nsp_logits_Bx2, batch)
-        return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+    def eval_step(params: Params, batch: Batch) -> Any:
+        outputs = task.evaluate(params, batch)
+        return outputs if axis_name is None or task.eval_rows else jax.lax.psum(outputs, axis_name)
 
     return eval_step

@@ -105,3 +105,13 @@ def smoke_run(corpus_path: Path, smoke_cache: Path, tmp_path_factory: pytest.Tem
     result = pretrain(smoke_config(corpus_path, smoke_cache), run_dir, show_progress=False)
     assert result.finished and result.step == 4
     return run_dir
+
+
+@pytest.fixture
+def hf_datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep `datasets`' own cache out of ~/.cache, and `datasets` off the network."""
+    datasets = pytest.importorskip("datasets")
+    cache = tmp_path / "hf_datasets"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    return cache

@@ -360,15 +360,6 @@ def test_download_dir_falls_back_to_cache(tmp_path: Path, monkeypatch: pytest.Mo
 # The `datasets` source
 
 
-@pytest.fixture
-def hf_datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep `datasets`' own cache out of ~/.cache."""
-    datasets = pytest.importorskip("datasets")
-    cache = tmp_path / "hf_datasets"
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    return cache
-
 
 def test_datasets_text_source(tmp_path: Path, hf_datasets_cache: Path) -> None:
     path = tmp_path / "lines.txt"

@@ -52,6 +52,7 @@ def _starting_eval(config: Config) -> tuple[dict[str, float], tuple[str, ...]]:
     """Eval metrics of the initial state that `pretrain(config)` would start from (same seed, same
     eval batches), and the head groups that start from random init."""
     from bert_flax.data.dataset import build_pretraining_data
+    from bert_flax.losses import pretraining_task
     from bert_flax.model import build_model
     from bert_flax.optim import learning_rate_schedule, make_optimizer
     from bert_flax.parallel import make_data_parallel
@@ -62,7 +63,7 @@ def _starting_eval(config: Config) -> tuple[dict[str, float], tuple[str, ...]]:
     pretrained = build_model(config, data.ids.vocab_size)
     tx = make_optimizer(config.optim, config.train.steps)
     schedule = learning_rate_schedule(config.optim, config.train.steps)
-    parallel = make_data_parallel(pretrained.model, tx, schedule, config)
+    parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
     metrics = evaluate(parallel, state, data.eval.eval_batches(), config.train.objectives)
     return metrics, pretrained.initialized_heads

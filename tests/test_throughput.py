@@ -119,17 +119,17 @@ def test_bench_bad_input_is_one_line(capsys):
 
 
 def test_prefetch_keeps_order_and_raises_producer_errors():
-    assert list(Prefetcher(iter(range(50)), lambda x: x * 2, size=3)) == [2 * x for x in range(50)]
-    assert list(maybe_prefetch(iter(range(5)), str, 0)) == ["0", "1", "2", "3", "4"]
+    assert list(Prefetcher((2 * x for x in range(50)), size=3)) == [2 * x for x in range(50)]
+    assert list(maybe_prefetch(iter(range(5)), 0)) == [0, 1, 2, 3, 4]
 
     def broken():
         yield 1
         raise ValueError("corpus gone")
 
-    prefetched = Prefetcher(broken(), lambda x: x, size=2)
+    prefetched = Prefetcher(broken(), size=2)
     assert next(prefetched) == 1
     with pytest.raises(ValueError, match="corpus gone"):
         next(prefetched)
-    with Prefetcher(iter(range(10**9)), lambda x: x, size=2) as endless:  # close() stops a blocked producer
+    with Prefetcher(iter(range(10**9)), size=2) as endless:  # close() stops a blocked producer
         assert next(endless) == 0
     assert not endless._thread.is_alive()

@@ -15,7 +15,7 @@ from transformers import FlaxBertForPreTraining
 from bert_flax.config import Config, OptimConfig
 from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.pipeline import DataPosition
-from bert_flax.losses import normalize
+from bert_flax.losses import normalize, pretraining_task
 from bert_flax.model import PretrainingModel, build_model, init_params, preset_config
 from bert_flax.optim import decay_mask, learning_rate_schedule, make_optimizer
 from bert_flax.parallel import JitDataParallel, make_data_parallel
@@ -46,7 +46,7 @@ def run_steps(config: Config, pretrained: PretrainingModel, parallel_factory, nu
     data = build_pretraining_data(config)
     schedule = learning_rate_schedule(config.optim, config.train.steps)
     tx = make_optimizer(config.optim, config.train.steps)
-    parallel = parallel_factory(pretrained.model, tx, schedule, config)
+    parallel = parallel_factory(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
     batches = data.train.iterate()
     trace = []
@@ -77,14 +77,14 @@ def test_golden_first_step(corpus_path: Path, cache_dir: Path) -> None:
     assert first["grad_norm"] == pytest.approx(GOLDEN_GRAD_NORM, rel=1e-4), message
 
 
-def _one_device(model, tx, schedule, config):
-    return JitDataParallel(model, tx, schedule, config, devices=jax.devices()[:1])
+def _one_device(task, tx, schedule, config):
+    return JitDataParallel(task, tx, schedule, config, devices=jax.devices()[:1])
 
 
-def _pmap(model, tx, schedule, config):
+def _pmap(task, tx, schedule, config):
     from bert_flax.pmap import PmapDataParallel
 
-    return PmapDataParallel(model, tx, schedule, config)
+    return PmapDataParallel(task, tx, schedule, config)
 
 
 def test_parallel_modes_give_the_same_trace(corpus_path: Path, cache_dir: Path) -> None:
@@ -135,7 +135,8 @@ def test_gradient_accumulation_equals_the_large_batch(corpus_path: Path, cache_d
     schedule = optax.constant_schedule(1.0)
     results = {}
     for accum in (1, 4):
-        step = jax.jit(make_train_step(pretrained.model, sgd, schedule, config.train.objectives, accum))
+        task = pretraining_task(pretrained.model, config.train.objectives)
+        step = jax.jit(make_train_step(task, sgd, schedule, accum))
         results[accum] = step(init_train_state(pretrained.params, sgd, 0), batch)
     (state1, metrics1), (state4, metrics4) = results[1], results[4]
     for key in ("mlm_loss_sum", "mlm_count", "nsp_loss_sum", "nsp_correct", "grad_norm"):
@@ -162,7 +163,7 @@ def test_single_objective_trains_only_its_head(corpus_path: Path, cache_dir: Pat
     else:  # MLM only: single segments, no second segment
         assert not np.any(np.asarray(batch["token_type_ids"]))
     tx = optax.sgd(0.1)
-    step = jax.jit(make_train_step(pretrained.model, tx, optax.constant_schedule(0.1), objectives))
+    step = jax.jit(make_train_step(pretraining_task(pretrained.model, objectives), tx, optax.constant_schedule(0.1)))
     state, metrics = step(init_train_state(pretrained.params, tx, 0), batch)
     values = normalize(jax.device_get(metrics), objectives)
     assert np.isfinite(values["loss"])
@@ -179,7 +180,7 @@ def test_train_step_donates_the_state_and_eval_donates_nothing(corpus_path: Path
     data = build_pretraining_data(config)
     pretrained = build_model(config, data.ids.vocab_size)
     schedule, tx = learning_rate_schedule(config.optim, 4), make_optimizer(config.optim, 4)
-    parallel = JitDataParallel(pretrained.model, tx, schedule, config)
+    parallel = JitDataParallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, 0))
     batch = parallel.place_batch(next(data.train.iterate())[0])
     parallel.eval_step(state, batch)

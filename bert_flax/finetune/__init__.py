@@ -1,0 +1,1 @@
+"""Fine-tuning with task heads: sequence classification and extractive question answering."""

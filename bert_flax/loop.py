@@ -1,0 +1,154 @@
+"""The step loop that pre-training and fine-tuning share: steps, metrics read one step late, evals,
+checkpoints and stop signals. Subclasses say what a step's metrics mean and what an eval is.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import jax
+
+from bert_flax.checkpoint import Checkpoints
+from bert_flax.config import Config
+from bert_flax.errors import UserError
+from bert_flax.parallel import DataParallel, check_batch_sizes, initialize_distributed
+from bert_flax.prefetch import Prefetcher
+from bert_flax.preemption import StopSignals
+from bert_flax.progress import Progress
+from bert_flax.run_dir import MetricsLog, check_run_dir
+
+CHECKED = ("loss", "grad_norm", "param_norm")  # non-finite: the run has diverged
+PREFETCH_BATCHES = 2  # host batches built ahead of the step, in a thread
+
+
+class TrainingDiverged(UserError):
+    """The loss or gradient norm became NaN/Inf; the last checkpoint before it is kept."""
+
+
+def is_main_process() -> bool:
+    return jax.process_index() == 0
+
+
+def start_run(config: Config, run_dir: Path, stop_at: int | None) -> bool:
+    """The checks every run makes before it reads data or touches `run_dir` (joining a multi-process
+    job first); True when `run_dir` holds this config's run to resume."""
+    if config.parallel.distributed:
+        initialize_distributed(config.parallel)
+    resuming = check_run_dir(run_dir, config)
+    check_batch_sizes(config, jax.device_count(), jax.process_count())
+    if stop_at is not None and not 1 <= stop_at <= config.train.steps:
+        raise UserError(f"--stop-at must be in [1, train.steps={config.train.steps}]; got {stop_at}")
+    return resuming
+
+
+class StepLoop:
+    """Steps of one run. Subclasses define `train_values` and, when `has_eval`, `evaluate`."""
+
+    has_eval = False
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        parallel: DataParallel,
+        checkpoints: Checkpoints,
+        start: int,
+        show_progress: bool,
+    ) -> None:
+        self.config, self.run_dir, self.parallel, self.checkpoints = config, run_dir, parallel, checkpoints
+        self.metrics = MetricsLog(run_dir, start, enabled=is_main_process())
+        self.progress = Progress(config.train.steps, start, enabled=show_progress and is_main_process())
+        if start:
+            self.progress.message(f"resuming {run_dir} from step {start}")
+        self.tokens_per_step = config.train.batch_size * config.data.max_seq_len
+        self.t0 = time.perf_counter()
+        self.last_read = (self.t0, start)  # (time, step) of the last metrics read
+        self.last_train: dict[str, float] = {}
+        self.last_eval: dict[str, float] = {}
+
+    def train_values(self, raw: dict[str, float]) -> dict[str, float]:
+        """The logged metrics of a step from its raw device metrics; must include CHECKED."""
+        raise NotImplementedError
+
+    def evaluate(self, step: int, state: Any) -> dict[str, float]:
+        raise NotImplementedError
+
+    def elapsed(self) -> float:
+        return self.metrics.elapsed_before + time.perf_counter() - self.t0
+
+    def log_train(self, step: int, device_metrics: Any) -> None:
+        """Read a step's metrics (a host sync on that step only), check them, log them."""
+        raw = self.parallel.read_metrics(device_metrics)
+        now = time.perf_counter()
+        then, then_step = self.last_read
+        tokens_per_second = self.tokens_per_step * (step - then_step) / max(now - then, 1e-9)
+        self.last_read = (now, step)
+        values = self.train_values(raw)
+        bad = [key for key in CHECKED if not math.isfinite(values[key])]
+        if bad:
+            self.checkpoints.wait()
+            kept = self.checkpoints.all_steps()
+            last = f"the last good checkpoint is step {kept[-1]}" if kept else "no checkpoint was saved"
+            raise TrainingDiverged(
+                f"{bad[0]} is {values[bad[0]]} at step {step}; {last}; lower optim.learning_rate or set optim.clip_norm"
+            )
+        self.last_train = values
+        record = {"step": step, "split": "train", **values, "learning_rate": raw["learning_rate"]}
+        self.metrics.write({**record, "tokens_per_second": tokens_per_second, "elapsed_seconds": self.elapsed()})
+        self.progress.update(step, values["loss"], tokens_per_second)
+
+    def log_eval(self, step: int, state: Any) -> None:
+        values = self.evaluate(step, state)
+        self.last_eval = values
+        self.metrics.write({"step": step, "split": "eval", **values, "elapsed_seconds": self.elapsed()})
+        shown = " ".join(f"{key} {value:.4f}" for key, value in values.items())
+        self.progress.message(f"eval step {step}: {shown}")
+
+    def run_all(self, state: Any, start: int, stop: int, host_batches: Iterator) -> tuple[Any, int, str | None]:
+        """`run` with the host batches built PREFETCH_BATCHES ahead and SIGTERM/SIGINT caught; waits for
+        the last checkpoint and closes the progress bar and the checkpoint manager."""
+        batches = Prefetcher(host_batches, PREFETCH_BATCHES)
+        try:
+            with StopSignals() as signals:
+                result = self.run(state, start, max(start, stop), batches, signals)
+                self.checkpoints.wait()
+        finally:
+            batches.close()
+            self.progress.close()
+            self.checkpoints.close()
+        return result
+
+    def run(
+        self, state: Any, start: int, stop: int, batches: Iterator, signals: StopSignals
+    ) -> tuple[Any, int, str | None]:
+        """Steps start+1 .. stop on (host batch, position) items, placed on the devices here (JAX calls
+        stay on this thread; transfers are asynchronous on accelerators); step n's metrics are read after
+        step n+1 is dispatched, so the host never waits for the step in flight. A stop signal ends
+        the run after the current step and its checkpoint: (state, last step, signal name or None)."""
+        every_eval, every_ckpt, total = self.config.eval.every, self.config.checkpoint.every, self.config.train.steps
+        pending = None
+        for step in range(start + 1, stop + 1):
+            local_batch, position = next(batches)
+            state, device_metrics = self.parallel.train_step(state, self.parallel.place_batch(local_batch))
+            if pending is not None:
+                self.log_train(*pending)
+            pending = (step, device_metrics)
+            stopped_by = signals.requested(step)
+            do_eval = self.has_eval and (step % every_eval == 0 or step == total)
+            do_save = step % every_ckpt == 0 or step == stop or stopped_by is not None
+            if do_eval or do_save:  # checked metrics before a checkpoint: a diverged state is never saved
+                self.log_train(*pending)
+                pending = None
+            if do_eval:
+                self.log_eval(step, state)
+            if do_save:
+                self.checkpoints.save(step, self.parallel.host_state(state), position)
+            if do_eval or do_save:
+                self.last_read = (time.perf_counter(), step)  # eval and saving are not training time
+            if stopped_by is not None:
+                self.progress.message(f"{stopped_by}: saving the checkpoint of step {step}, then stopping")
+                return state, step, stopped_by
+        return state, stop, None
