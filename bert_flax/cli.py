@@ -124,10 +124,9 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {result.source} to {result.out} ({result.num_tensors} tensors, {result.dtype})")
     if result.verification is not None:
         v = result.verification
-        print(
-            f"verified with PyTorch transformers: max |Δ logits| MLM {v['mlm_max_abs_diff']:.2e}, "
-            f"NSP {v['nsp_max_abs_diff']:.2e} (tolerance {v['tolerance']:g})"
-        )
+        diffs = {k.removesuffix("_max_abs_diff").upper(): d for k, d in v.items() if k != "tolerance"}
+        shown = ", ".join(f"{name} {d:.2e}" for name, d in diffs.items())
+        print(f"verified with PyTorch transformers: max |Δ logits| {shown} (tolerance {v['tolerance']:g})")
     return 0
 
 
@@ -176,6 +175,40 @@ def _next_sentence(args: argparse.Namespace) -> int:
             print(json.dumps({"a": a, "b": b, **result}))
         else:
             print(f"{result['label']} {result['probability']:.3f}")
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from bert_flax.predict import Predictor
+    from bert_flax.predict_heads import classify
+
+    rows = [row.split("\t", 1) for row in _read_inputs(args)]  # TEXT or TEXT<TAB>PAIR
+    texts, pairs = [row[0] for row in rows], [row[1] if len(row) == 2 else None for row in rows]
+    for text, pair, result in zip(texts, pairs, classify(Predictor(args.model), texts, pairs)):
+        if args.json:
+            print(json.dumps({"text": text, **({"pair": pair} if pair is not None else {}), **result}))
+        else:
+            print(f"{result['label']} {result['probability']:.3f}")
+    return 0
+
+
+def _qa(args: argparse.Namespace) -> int:
+    from bert_flax.predict import Predictor
+    from bert_flax.predict_heads import answer_questions
+
+    context = args.context
+    if args.context_file:
+        path = Path(args.context_file)
+        if not path.is_file():
+            raise UserError(f"--context-file {path} does not exist")
+        context = path.read_text(encoding="utf-8")
+    questions = _read_inputs(args)
+    for question, result in zip(questions, answer_questions(Predictor(args.model), context, questions)):
+        if args.json:
+            print(json.dumps({"question": question, **result}))
+        else:
+            score = "-" if result["score"] is None else f"{result['score']:.3f}"
+            print(f"{result['answer'] or '(no answer)'}\t{score}")
     return 0
 
 
@@ -255,21 +288,29 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
     exporter.set_defaults(handler=_export)
 
-    predict = verbs.add_parser("predict", help="fill-mask or next-sentence with a trained model")
+    predict = verbs.add_parser(
+        "predict", help="fill-mask or next-sentence with a pre-trained model; classify or qa with a fine-tuned one"
+    )
     tasks = predict.add_subparsers(dest="task", required=True, parser_class=_Parser)
     for name, handler, help in (
         ("fill-mask", _fill_mask, "top-k tokens for every [MASK] of every text"),
         ("next-sentence", _next_sentence, "IsNext or NotNext for sentence A followed by sentence B"),
+        ("classify", _classify, "the label and its probability for every text (a fine-tuned classification model)"),
+        ("qa", _qa, "the answer span in --context and its score for every question (a fine-tuned QA model)"),
     ):
         task = tasks.add_parser(name, help=help, description=help)
-        task.add_argument("inputs", nargs="*", metavar="TEXT")
+        task.add_argument("inputs", nargs="*", metavar="QUESTION" if name == "qa" else "TEXT")
         task.add_argument("--model", required=True, help=source_help)
-        task.add_argument("--file", help="inputs, one per line (next-sentence: A<TAB>B)")
+        task.add_argument("--file", help="inputs, one per line (next-sentence: A<TAB>B; classify: TEXT or A<TAB>B)")
         task.add_argument("--json", action="store_true", help="one JSON object per input")
         task.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
         task.set_defaults(handler=handler)
         if name == "fill-mask":
             task.add_argument("--top-k", type=int, default=5, help="candidates per [MASK] (default 5)")
+        if name == "qa":
+            context = task.add_mutually_exclusive_group(required=True)
+            context.add_argument("--context", help="the text the answers are taken from")
+            context.add_argument("--context-file", help="a UTF-8 file holding the context")
     return parser
 
 

@@ -1,7 +1,8 @@
 """`bert-flax export`: a Hugging Face PyTorch directory from any model SOURCE, written atomically.
 
-The directory holds config.json (architectures BertForPreTraining), model.safetensors with PyTorch
-names and layouts, the tokenizer files and a README.md model card. Writing needs no torch;
+The directory holds config.json (architectures: the source's head class, BertForPreTraining unless
+the source is a fine-tuned BertForSequenceClassification / BertForQuestionAnswering), model.safetensors
+with PyTorch names and layouts, the tokenizer files and a README.md model card. Writing needs no torch;
 `verify_export` (torch) loads it back and compares logits with the Flax model.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import safetensors.flax
 
+from bert_flax.architectures import Architecture, architecture_of, check_heads
 from bert_flax.errors import UserError
 from bert_flax.interop import EXPORT_DTYPES, to_torch_state
 from bert_flax.sources import LoadedModel, load_model_source, run_summary
@@ -32,9 +34,9 @@ class ExportResult:
     verification: dict[str, float] | None = None
 
 
-def _config_json(loaded: LoadedModel, dtype: str) -> dict[str, Any]:
+def _config_json(loaded: LoadedModel, architecture: Architecture, dtype: str) -> dict[str, Any]:
     config = loaded.config.to_dict()
-    config["architectures"] = ["BertForPreTraining"]
+    config["architectures"] = [architecture.name]
     config["torch_dtype"] = dtype  # transformers 4 reads torch_dtype, 5 reads dtype
     config["dtype"] = dtype
     for key in ("_name_or_path", "transformers_version"):
@@ -42,16 +44,29 @@ def _config_json(loaded: LoadedModel, dtype: str) -> dict[str, Any]:
     return config
 
 
-def _model_card(loaded: LoadedModel, dtype: str) -> str:
+TITLES = {
+    "BertForPreTraining": "BERT pre-trained with bert-flax (MLM + NSP)",
+    "BertForSequenceClassification": "BERT fine-tuned with bert-flax for sequence classification",
+    "BertForQuestionAnswering": "BERT fine-tuned with bert-flax for extractive question answering",
+}
+NOTES = {
+    "BertForPreTraining": "NSP labels follow Hugging Face: logit 0 = IsNext, 1 = NotNext.",
+    "BertForSequenceClassification": "Labels: config.json's id2label.",
+    "BertForQuestionAnswering": "Outputs start and end logits over the tokens of `[CLS] question [SEP] context [SEP]`.",
+}
+
+
+def _model_card(loaded: LoadedModel, architecture: Architecture, dtype: str) -> str:
+    name = architecture.name
     lines = [
         "---",
         "library_name: transformers",
-        "tags: [bert, fill-mask, bert-flax]",
+        f"tags: [bert, {architecture.pipeline_tag}, bert-flax]",
         "---",
         "",
-        "# BERT pre-trained with bert-flax (MLM + NSP)",
+        f"# {TITLES[name]}",
         "",
-        f"Exported from {loaded.description} as `BertForPreTraining` weights in {dtype}.",
+        f"Exported from {loaded.description} as `{name}` weights in {dtype}.",
     ]
     if loaded.run_dir is not None:
         config_yaml = (loaded.run_dir / "config.yaml").read_text(encoding="utf-8")
@@ -65,24 +80,27 @@ def _model_card(loaded: LoadedModel, dtype: str) -> str:
         "## Use",
         "",
         "```python",
-        "from transformers import BertForPreTraining, BertTokenizerFast",
-        'model = BertForPreTraining.from_pretrained("DIR")',
+        f"from transformers import {name}, BertTokenizerFast",
+        f'model = {name}.from_pretrained("DIR")',
         'tokenizer = BertTokenizerFast.from_pretrained("DIR")',
         "```",
         "",
-        "NSP labels follow Hugging Face: logit 0 = IsNext, 1 = NotNext.",
+        NOTES[name],
     ]
     return "\n".join(lines) + "\n"
 
 
 def write_export(loaded: LoadedModel, directory: Path, dtype: str) -> int:
     """Write the PyTorch directory's files into `directory`; returns the number of tensors."""
+    architecture = architecture_of(loaded.config)
+    check_heads(architecture, loaded.params, loaded.description)
     tokenizer = loaded.load_tokenizer()  # checked before any weights are written
     state = to_torch_state(loaded.params, dtype)
     safetensors.flax.save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(_config_json(loaded, dtype), indent=2, sort_keys=True) + "\n")
+    config = _config_json(loaded, architecture, dtype)
+    (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(directory)
-    (directory / "README.md").write_text(_model_card(loaded, dtype), encoding="utf-8")
+    (directory / "README.md").write_text(_model_card(loaded, architecture, dtype), encoding="utf-8")
     return len(state)
 
 

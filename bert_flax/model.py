@@ -95,11 +95,18 @@ def _from_checkpoint(config: Config) -> PretrainingModel:
     name, seed, dtype = config.model.init, config.train.seed, compute_dtype(config.model.dtype)
     loaded = load_model_source(name, seed, OFFLINE_FIX)
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)
+    bert_config = loaded.config
     heads: tuple[str, ...] = ()
-    if loaded.run_dir is None:  # our own runs always hold the heads
+    fine_tuned = "cls" not in params  # a classification / QA model: its encoder, fresh pre-training heads
+    if fine_tuned:
+        bert_config = BertConfig.from_dict({**loaded.config.to_dict(), "architectures": ["BertForPreTraining"]})
+    if loaded.run_dir is None or fine_tuned:  # our own pre-training runs always hold the heads
         # The same seed gives the same random init that from_pretrained used for missing weights.
-        heads = _initialized_groups(params, FlaxBertForPreTraining(loaded.config, seed=seed).params)
-    model = FlaxBertForPreTraining(loaded.config, dtype=dtype, _do_init=False)
+        random = FlaxBertForPreTraining(bert_config, seed=seed).params
+        if fine_tuned:
+            params = {**random, "bert": {**random["bert"], **params["bert"]}}
+        heads = _initialized_groups(params, random)
+    model = FlaxBertForPreTraining(bert_config, dtype=dtype, _do_init=False)
     return PretrainingModel(model, params, heads)
 
 

@@ -1,4 +1,7 @@
-"""Inference with the pre-training heads: fill-mask and next-sentence, batched."""
+"""Inference with the pre-training heads: fill-mask and next-sentence, batched.
+
+`Predictor` serves any head class (architectures.py); the fine-tuned heads' tasks are in predict_heads.py.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
-from transformers import FlaxBertForPreTraining
 
+from bert_flax.architectures import PRETRAINING, architecture_of, check_heads, require
 from bert_flax.errors import UserError
 from bert_flax.sources import load_model_source
 
@@ -22,10 +25,21 @@ class Predictor:
 
     def __init__(self, source: str) -> None:
         loaded = load_model_source(source)
+        self.source, self.loaded = source, loaded
         self.config, self.params = loaded.config, loaded.params
+        self.architecture = architecture_of(self.config)
+        check_heads(self.architecture, self.params, loaded.description)
         self.tokenizer = loaded.load_tokenizer()
-        self.model = FlaxBertForPreTraining(self.config, _do_init=False)
+        self.model = self.architecture.flax_class(self.config, _do_init=False)
         self._forward = jax.jit(lambda params, batch: self.model(**batch, params=params))
+
+    def require(self, architecture: str, verb: str) -> None:
+        """A UserError unless the source has the head `verb` needs."""
+        require(self.architecture, architecture, self.loaded.description, verb)
+
+    def outputs(self, batch: dict[str, np.ndarray]) -> Any:
+        """The head model's output dataclass for one batch (float32 logits)."""
+        return self._forward(self.params, batch)
 
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         max_length = self.config.max_position_embeddings
@@ -45,16 +59,18 @@ class Predictor:
         )
 
     def logits(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        outputs = self._forward(self.params, batch)
+        """(MLM logits BxLxV, NSP logits Bx2) of a pre-training model."""
+        outputs = self.outputs(batch)
         return np.asarray(outputs.prediction_logits), np.asarray(outputs.seq_relationship_logits)
 
 
-def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> list[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def fill_mask(predictor: Predictor, texts: Sequence[str], top_k: int = 5) -> list[list[list[dict[str, Any]]]]:
     """For every text, for every [MASK] in it: the top_k {token, id, probability}, most likely first."""
+    predictor.require(PRETRAINING, "predict fill-mask")
     mask = predictor.tokenizer.mask_token
     missing = [text for text in texts if mask not in text]
     if missing:
@@ -64,7 +80,7 @@ def fill_mask(predictor: Predictor, texts: Sequence[str], top_k: int = 5) -> lis
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1; got {top_k}")
     results = []
-    for chunk in _chunks(list(texts)):
+    for chunk in chunks(list(texts)):
         batch = predictor.encode(chunk)
         logits_BxLxV, _ = predictor.logits(batch)
         for row, ids in enumerate(batch["input_ids"]):
@@ -88,8 +104,9 @@ def fill_mask(predictor: Predictor, texts: Sequence[str], top_k: int = 5) -> lis
 
 def next_sentence(predictor: Predictor, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     """For every (A, B): IsNext or NotNext with its probability."""
+    predictor.require(PRETRAINING, "predict next-sentence")
     results = []
-    for chunk in _chunks(list(pairs)):
+    for chunk in chunks(list(pairs)):
         batch = predictor.encode([a for a, _ in chunk], [b for _, b in chunk])
         _, nsp_logits_Bx2 = predictor.logits(batch)
         for probs in np.asarray(jax.nn.softmax(nsp_logits_Bx2, axis=-1)):

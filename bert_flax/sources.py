@@ -1,5 +1,8 @@
 """Where a trained model comes from, resolved to (BertConfig, float32 params, tokenizer).
 
+The params are those of the head class named by the config's `architectures` (architectures.py):
+pre-training heads by default, a fine-tuned classification or QA head when the config says so.
+
 A SOURCE is one of: a run directory (its newest readable checkpoint), one checkpoint step of a run
 (RUN_DIR/checkpoints/STEP), a `save_pretrained` directory (Flax msgpack or PyTorch safetensors;
 `.bin` only through torch.load(weights_only=True), which transformers does), or a hub name.
@@ -17,8 +20,10 @@ from typing import Any
 import jax
 import numpy as np
 import transformers
-from transformers import BertConfig, BertTokenizerFast, FlaxBertForPreTraining
+from transformers import BertConfig, BertTokenizerFast
+from transformers.modeling_flax_utils import FlaxPreTrainedModel
 
+from bert_flax.architectures import architecture_named
 from bert_flax.checkpoint import read_params
 from bert_flax.errors import UserError
 from bert_flax.hub import load_local_or_hub
@@ -44,7 +49,7 @@ RUN_CONFIG_FILE, MODEL_CONFIG_FILE, TOKENIZER_DIR, CHECKPOINTS_DIR = (
 @dataclasses.dataclass
 class LoadedModel:
     config: BertConfig
-    params: Any  # NumPy float32, the FlaxBertForPreTraining tree
+    params: Any  # NumPy float32, the tree of the config's architecture (FlaxBertForPreTraining by default)
     tokenizer: str  # a directory (or hub name) BertTokenizerFast.from_pretrained loads
     description: str  # for messages and model cards: "run runs/x, step 600"
     run_dir: Path | None = None
@@ -109,13 +114,16 @@ def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
 
 
 def _from_pretrained(name: str, seed: int, fix: str) -> LoadedModel:
-    def load(path: str, **kwargs: Any) -> FlaxBertForPreTraining:
+    def load(path: str, **kwargs: Any) -> FlaxPreTrainedModel:
         verbosity = transformers.logging.get_verbosity()
         transformers.logging.set_verbosity_error()  # callers report missing heads themselves
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return FlaxBertForPreTraining.from_pretrained(path, seed=seed, **kwargs)
+                # The head class the directory was saved from, so its head weights load (pre-training by default).
+                config_dict, _ = BertConfig.get_config_dict(path, **kwargs)
+                flax_class = architecture_named(config_dict.get("architectures")).flax_class
+                return flax_class.from_pretrained(path, seed=seed, **kwargs)
         finally:
             transformers.logging.set_verbosity(verbosity)
 

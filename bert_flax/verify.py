@@ -1,4 +1,8 @@
-"""`export --verify`: load the export with PyTorch transformers and compare logits with the Flax model (needs torch)."""
+"""`export --verify`: load the export with PyTorch transformers and compare logits with the Flax model (needs torch).
+
+The classes and the logits compared come from the source's architecture (architectures.py): MLM + NSP
+logits for pre-training, class logits for classification, start + end logits for QA.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from transformers import BertTokenizerFast, FlaxBertForPreTraining
+from transformers import BertTokenizerFast
 
+from bert_flax.architectures import Architecture, architecture_of
 from bert_flax.errors import UserError
 from bert_flax.sources import LoadedModel
 
 # Allowed max |logit difference|. float32: 1e-4 absolute (only the order of float operations
 # differs). bf16/fp16 round every weight to 8/11 significant bits (relative error up to 2^-9/2^-12)
-# and the errors add up through the layers, so the bound is relative to the largest |logit|:
-# 2% (bf16) and 0.5% (fp16). Measured on MiniLM-L6 (|logits| up to ~10): bf16 0.057, fp16 0.0079,
-# float32 9.8e-6; on the smoke model: bf16 0.0096, fp16 0.0014.
+# and the errors add up through the layers, so the bound is relative to the largest |logit| (of the
+# per-token outputs when the head has them: MLM, QA start/end): 2% (bf16) and 0.5% (fp16).
+# Measured on MiniLM-L6 (|logits| up to ~10): bf16 0.057, fp16 0.0079, float32 9.8e-6; on the smoke
+# model: bf16 0.0096, fp16 0.0014; on tiny 2-step fine-tunes: classification (|logits| ~0.5) bf16
+# 0.0015, fp16 3.1e-4, float32 2.4e-7; QA (|logits| ~2.5) bf16 0.0068, fp16 0.0028, float32 5.7e-7.
 ABSOLUTE_TOLERANCE = 1e-4
 RELATIVE_TOLERANCE = {"float32": 0.0, "bfloat16": 0.02, "float16": 0.005}
 PAIRS = (
@@ -29,9 +36,8 @@ class VerificationFailed(UserError):
     """The export does not reproduce the Flax model."""
 
 
-def _load_torch(directory: Path):
+def _load_torch(directory: Path, architecture: Architecture):
     import torch
-    from transformers import BertForPreTraining
 
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
@@ -39,7 +45,7 @@ def _load_torch(directory: Path):
     logger = logging.getLogger("transformers.modeling_utils")
     logger.addHandler(handler)
     try:
-        model, info = BertForPreTraining.from_pretrained(directory, output_loading_info=True, dtype=torch.float32)
+        model, info = architecture.torch_class.from_pretrained(directory, output_loading_info=True, dtype=torch.float32)
     finally:
         logger.removeHandler(handler)
     problems = {key: value for key, value in info.items() if value}
@@ -54,12 +60,13 @@ def _load_torch(directory: Path):
 
 
 def verify_export(directory: Path, loaded: LoadedModel, dtype: str) -> dict[str, float]:
-    """Max |Δ| of MLM and NSP logits between the Flax source and the exported PyTorch model."""
+    """Max |Δ| of every compared output ("mlm_max_abs_diff", ...) between the Flax source and the PyTorch export."""
     try:
         import torch
     except ImportError:
         raise UserError("--verify needs PyTorch: pip install torch (or export without --verify)") from None
-    torch_model = _load_torch(directory)
+    architecture = architecture_of(loaded.config)
+    torch_model = _load_torch(directory, architecture)
     tokenizer = BertTokenizerFast.from_pretrained(directory)
     max_length = min(64, loaded.config.max_position_embeddings)
     batch = tokenizer(
@@ -70,18 +77,24 @@ def verify_export(directory: Path, loaded: LoadedModel, dtype: str) -> dict[str,
         max_length=max_length,
         return_tensors="np",
     )
-    flax_out = FlaxBertForPreTraining(loaded.config, _do_init=False)(**batch, params=loaded.params)
+    flax_out = architecture.flax_class(loaded.config, _do_init=False)(**batch, params=loaded.params)
     with torch.no_grad():
         torch_out = torch_model(**{key: torch.from_numpy(value).long() for key, value in batch.items()})
     real_BxL = batch["attention_mask"].astype(bool)
-    mlm = np.abs(np.asarray(flax_out.prediction_logits) - torch_out.prediction_logits.numpy())[real_BxL]
-    nsp = np.abs(np.asarray(flax_out.seq_relationship_logits) - torch_out.seq_relationship_logits.numpy())
-    scale = float(np.abs(np.asarray(flax_out.prediction_logits)[real_BxL]).max())
-    tolerance = max(ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE[dtype] * scale)
-    result = {"mlm_max_abs_diff": float(mlm.max()), "nsp_max_abs_diff": float(nsp.max()), "tolerance": tolerance}
-    if max(result["mlm_max_abs_diff"], result["nsp_max_abs_diff"]) > tolerance:
+    result, scales = {}, []
+    scaled = [o for o in architecture.outputs if o.per_token] or list(architecture.outputs)
+    for output in architecture.outputs:
+        expected = np.asarray(getattr(flax_out, output.attribute))
+        got = getattr(torch_out, output.attribute).numpy()
+        compared = real_BxL if output.per_token else slice(None)  # padded positions mean nothing
+        result[f"{output.name}_max_abs_diff"] = float(np.abs(expected - got)[compared].max())
+        if output in scaled:
+            scales.append(float(np.abs(expected[compared]).max()))
+    tolerance = max(ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE[dtype] * max(scales))
+    if max(result.values()) > tolerance:
+        shown = ", ".join(f"{o.name.upper()} {result[f'{o.name}_max_abs_diff']:.2e}" for o in architecture.outputs)
         raise VerificationFailed(
-            f"the export's logits differ from the Flax model's by up to MLM {result['mlm_max_abs_diff']:.2e}, "
-            f"NSP {result['nsp_max_abs_diff']:.2e} (tolerance {tolerance:.2g} for {dtype}); nothing was written"
+            f"the export's logits differ from the Flax model's by up to {shown} "
+            f"(tolerance {tolerance:.2g} for {dtype}); nothing was written"
         )
-    return result
+    return {**result, "tolerance": tolerance}

@@ -8,6 +8,7 @@ minus the pooler for question answering (HF's QA model has none).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import jax
@@ -25,6 +26,7 @@ from bert_flax.errors import UserError
 from bert_flax.model import compute_dtype, init_params, preset_config
 from bert_flax.sources import load_model_source
 
+log = logging.getLogger(__name__)
 HEAD_CLASSES = {"classify": FlaxBertForSequenceClassification, "qa": FlaxBertForQuestionAnswering}
 ARCHITECTURES = {"classify": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}
 
@@ -85,6 +87,10 @@ def _take_encoder(initial: dict, encoder: dict, source: str) -> dict:
     """The source's weights for every group of the task model's encoder (shapes checked)."""
     taken = {}
     for group, values in initial.items():
+        if group == "pooler" and group not in encoder:  # a QA model has none: start it from the random init
+            log.warning("model.init=%s has no pooler weights; they start from random init", source)
+            taken[group] = values
+            continue
         if group not in encoder or jax.tree.structure(encoder[group]) != jax.tree.structure(values):
             raise UserError(f"model.init={source} has no BERT encoder weights for {group!r} of this layout")
         for (path, want), got in zip(jax.tree_util.tree_leaves_with_path(values), jax.tree.leaves(encoder[group])):
