@@ -13,13 +13,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from transformers import (
-    BertConfig,
-    BertTokenizerFast,
-    FlaxBertForQuestionAnswering,
-    FlaxBertForSequenceClassification,
-)
+from transformers import BertConfig, BertTokenizerFast
 
+from bert_flax.architectures import ARCHITECTURES
 from bert_flax.config import Config
 from bert_flax.data.tokenizer import load_tokenizer
 from bert_flax.errors import UserError
@@ -27,13 +23,12 @@ from bert_flax.model import compute_dtype, init_params, preset_config
 from bert_flax.sources import load_model_source
 
 log = logging.getLogger(__name__)
-HEAD_CLASSES = {"classify": FlaxBertForSequenceClassification, "qa": FlaxBertForQuestionAnswering}
-ARCHITECTURES = {"classify": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}
+TASK_ARCHITECTURES = {"classify": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}
 
 
 @dataclasses.dataclass
 class TaskModel:
-    model: Any  # HEAD_CLASSES[task], built with _do_init=False in the compute dtype
+    model: Any  # the task architecture's Flax class, built with _do_init=False in the compute dtype
     params: Any  # float32: {"bert": ..., "classifier" | "qa_outputs": ...}
     tokenizer: BertTokenizerFast
     source: str  # what the encoder came from ("random init (preset tiny)" or the SOURCE)
@@ -46,7 +41,7 @@ class TaskModel:
 def head_config(base: BertConfig, task: str, labels: list[str] | None) -> BertConfig:
     """`base` with the task's head fields: label maps for classification, 2 outputs (start, end) for QA."""
     values = base.to_dict()
-    values["architectures"] = [ARCHITECTURES[task]]
+    values["architectures"] = [TASK_ARCHITECTURES[task]]
     if task == "classify":
         values["id2label"] = {index: label for index, label in enumerate(labels or [])}
         values["label2id"] = {label: index for index, label in enumerate(labels or [])}
@@ -76,7 +71,8 @@ def build_task_model(config: Config, labels: list[str] | None = None) -> TaskMod
         base, encoder = preset_config(config.model.preset, len(tokenizer)), None
         source = f"random init (preset {config.model.preset})"
     bert_config = head_config(base, task, labels)
-    model = HEAD_CLASSES[task](bert_config, dtype=compute_dtype(config.model.dtype), _do_init=False)
+    flax_class = ARCHITECTURES[TASK_ARCHITECTURES[task]].flax_class
+    model = flax_class(bert_config, dtype=compute_dtype(config.model.dtype), _do_init=False)
     params = jax.tree.map(np.asarray, jax.device_get(init_params(model, config.train.seed)))
     if encoder is not None:
         params["bert"] = _take_encoder(params["bert"], encoder, config.model.init)
