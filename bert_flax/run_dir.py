@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,21 @@ def write_atomic(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def save_pretrained_dir(target: Path, model: Any, params: Any, tokenizer: Any, extra: dict | None = None) -> None:
+    """`target` as a save_pretrained directory (weights, config, tokenizer, and `eval.json` = `extra`),
+    written to a temporary directory beside it and renamed into place, so it is never half written."""
+    import jax  # here, not at the top: reading configs and metrics needs no JAX
+
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    model.save_pretrained(tmp, params=jax.device_get(params))
+    tokenizer.save_pretrained(tmp)
+    if extra is not None:
+        (tmp / "eval.json").write_text(json.dumps(extra, indent=2) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
 
 
 def create_run_dir(run_dir: Path, config: Config) -> None:

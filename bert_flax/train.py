@@ -7,8 +7,6 @@ vocabulary) runs before the run directory is created or touched.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +15,14 @@ import numpy as np
 
 from bert_flax.checkpoint import Checkpoints
 from bert_flax.config import Config
-from bert_flax.data.dataset import PretrainingData, build_pretraining_data
+from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.pipeline import DataPosition, local_rows
 from bert_flax.losses import normalize, pretraining_task
-from bert_flax.model import PretrainingModel, build_model
+from bert_flax.model import build_model
 from bert_flax.optim import learning_rate_schedule, make_optimizer
 from bert_flax.parallel import DataParallel, make_data_parallel
 from bert_flax.loop import StepLoop, start_run, TrainingDiverged, is_main_process  # noqa: F401  (TrainingDiverged: API)
-from bert_flax.run_dir import create_run_dir
+from bert_flax.run_dir import create_run_dir, save_pretrained_dir
 from bert_flax.train_step import init_train_state
 
 FINAL_DIR = "final"
@@ -55,18 +53,6 @@ def evaluate(
             jax.block_until_ready(sums)
         total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
     return normalize(parallel.read_metrics(total), objectives)
-
-
-def _save_final(run_dir: Path, pretrained: PretrainingModel, params: Any, data: PretrainingData) -> None:
-    """RUN_DIR/final: config, flax_model.msgpack and the tokenizer, written aside then renamed into place."""
-    host_params = jax.device_get(params)
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".final-"))
-    pretrained.model.save_pretrained(tmp, params=host_params)
-    data.tokenizer.save_pretrained(tmp)
-    final = run_dir / FINAL_DIR
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
 
 
 class _Trainer(StepLoop):
@@ -115,5 +101,6 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     state, step, stopped_by = trainer.run_all(state, start, stop, host_batches)
     finished = step >= config.train.steps and stopped_by is None
     if finished and is_main_process():
-        _save_final(run_dir, pretrained, parallel.host_state(state).params, data)
+        params = parallel.host_state(state).params
+        save_pretrained_dir(run_dir / FINAL_DIR, pretrained.model, params, data.tokenizer)
     return RunResult(run_dir, step, finished, trainer.last_train, trainer.last_eval, stopped_by)

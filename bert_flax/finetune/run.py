@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,21 +29,16 @@ from bert_flax.finetune.heads import TaskModel, build_task_model
 from bert_flax.finetune.qa_postprocess import best_answers
 from bert_flax.finetune.squad_metrics import squad_scores
 from bert_flax.finetune.tasks import classification_task, qa_task
+from bert_flax.losses import cross_entropy
 from bert_flax.optim import learning_rate_schedule, make_optimizer
 from bert_flax.parallel import DataParallel, make_data_parallel
 from bert_flax.loop import StepLoop, start_run, is_main_process
-from bert_flax.run_dir import create_run_dir, write_atomic
+from bert_flax.run_dir import create_run_dir, save_pretrained_dir, write_atomic
 from bert_flax.train import RunResult
 from bert_flax.train_step import init_train_state
 
 BEST_METRIC = {"classify": "accuracy", "qa": "f1"}
 LABELS_FILE, REPORT_FILE, BEST_DIR, FINAL_DIR = "labels.json", "eval_report.json", "best", "final"
-
-
-def _log_softmax_loss(logits_NxC: np.ndarray, labels_N: np.ndarray) -> float:
-    shifted_NxC = logits_NxC - logits_NxC.max(axis=1, keepdims=True)
-    log_probs_NxC = shifted_NxC - np.log(np.exp(shifted_NxC).sum(axis=1, keepdims=True))
-    return float(-np.mean(log_probs_NxC[np.arange(len(labels_N)), labels_N]))
 
 
 class _Evaluator:
@@ -69,7 +62,11 @@ class _Evaluator:
             label_ids_N = self.encoded.eval["labels"]
             report = classification_report(label_ids_N, outputs["logits"].argmax(axis=1), self.labels.names)
             scored_N = label_ids_N >= 0
-            loss = _log_softmax_loss(outputs["logits"][scored_N], label_ids_N[scored_N]) if scored_N.any() else math.nan
+            loss = (
+                float(np.mean(cross_entropy(outputs["logits"][scored_N], label_ids_N[scored_N])))
+                if scored_N.any()
+                else math.nan
+            )
             metrics = {"loss": loss, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
             return {**metrics, "unseen_labels": report["num_unseen_labels"]}, report
         settings = self.config.finetune
@@ -85,19 +82,6 @@ class _Evaluator:
         )
         scores = squad_scores(answers, self.encoded.eval_examples)
         return {key: float(value) for key, value in scores.items()}, {**scores, "predictions": answers}
-
-
-def _save_pretrained(run_dir: Path, name: str, task_model: TaskModel, params: Any, extra: dict | None) -> None:
-    """RUN_DIR/NAME as a save_pretrained directory (+ tokenizer, + `eval.json`), written aside, then renamed."""
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{name}-"))
-    task_model.model.save_pretrained(tmp, params=jax.device_get(params))
-    task_model.tokenizer.save_pretrained(tmp)
-    if extra is not None:
-        (tmp / "eval.json").write_text(json.dumps(extra, indent=2) + "\n")
-    target = run_dir / name
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
 
 
 def _best_so_far(run_dir: Path, metric: str) -> float:
@@ -148,7 +132,8 @@ def finetune(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     state, step, stopped_by = loop.run_all(state, start, stop, host_batches())
     finished = step >= config.train.steps and stopped_by is None
     if finished and is_main_process():
-        _save_pretrained(run_dir, FINAL_DIR, task_model, parallel.host_state(state).params, loop.last_eval or None)
+        params = parallel.host_state(state).params
+        save_pretrained_dir(run_dir / FINAL_DIR, task_model.model, params, task_model.tokenizer, loop.last_eval or None)
     return RunResult(run_dir, step, finished, loop.last_train, loop.last_eval, stopped_by)
 
 
@@ -177,5 +162,11 @@ class _Loop(StepLoop):
             self.best = score
             if is_main_process():
                 params = self.parallel.host_state(state).params
-                _save_pretrained(self.run_dir, BEST_DIR, self.task_model, params, {"step": step, **values})
+                save_pretrained_dir(
+                    self.run_dir / BEST_DIR,
+                    self.task_model.model,
+                    params,
+                    self.task_model.tokenizer,
+                    {"step": step, **values},
+                )
         return values
