@@ -17,6 +17,7 @@ from bert_flax.config import Config, load_config
 from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL, UserError
 
 
+QUIET_HELP = "no progress bar or progress lines on stderr (warnings, errors and the final line stay)"
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 
 
@@ -104,7 +105,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     config = _config(args)
     run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "meditations"))
-    result = pretrain(config, run_dir, stop_at=args.stop_at)
+    result = pretrain(config, run_dir, stop_at=args.stop_at, show_progress=not args.quiet)
     return _report_run(result)
 
 
@@ -113,7 +114,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, [*args.overrides, f"finetune.task={args.task}"])
     default_name = Path(args.config).stem if args.config else f"finetune-{args.task}"
-    result = finetune(config, args.run_dir or str(Path("runs") / default_name), stop_at=args.stop_at)
+    run_dir = args.run_dir or str(Path("runs") / default_name)
+    result = finetune(config, run_dir, stop_at=args.stop_at, show_progress=not args.quiet)
     return _report_run(result)
 
 
@@ -263,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)"
     )
     train.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint, as if preempted")
+    train.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     tune = verbs.add_parser("finetune", help="fine-tune a task head: classify (sequence classification) or qa")
     tune_tasks = tune.add_subparsers(dest="task", required=True, parser_class=_Parser)
@@ -274,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument("--config", help="YAML config file")
         task.add_argument("--run-dir", help="where everything goes (default runs/CONFIG_NAME)")
         task.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint")
+        task.add_argument("--quiet", action="store_true", help=QUIET_HELP)
         task.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
         task.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
         task.set_defaults(handler=_finetune)
