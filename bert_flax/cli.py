@@ -17,6 +17,12 @@ from bert_flax.config import Config, load_config
 from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL, UserError
 
 
+INPUTS = {  # predict task: (metavar, help, --file line format)
+    "fill-mask": ("TEXT", "texts holding one or more [MASK]", "TEXT"),
+    "next-sentence": ("SENTENCE", "sentence A, then sentence B", "A<TAB>B"),
+    "classify": ("TEXT", "texts to classify", "TEXT or A<TAB>B for sentence pairs"),
+    "qa": ("QUESTION", "questions about the context", "QUESTION"),
+}
 QUIET_HELP = "no progress bar or progress lines on stderr (warnings, errors and the final line stay)"
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 
@@ -214,6 +220,19 @@ def _qa(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from bert_flax.report import format_table, write_report
+
+    report = write_report(args.run_dir)
+    if args.json:
+        print(json.dumps(report.summary))
+        return 0
+    print(format_table(report.summary))
+    written = [report.markdown, *report.plots.values()]
+    print(f"\nwrote {', '.join(str(path.relative_to(report.run_dir)) for path in written)} in {report.run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="bert-flax",
@@ -224,27 +243,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     def verb(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=help, description=help)
-        sub.add_argument("--config", help="YAML config file (default: the Meditations defaults)")
+        sub.add_argument("--config", metavar="FILE", help="YAML config file (default: the Meditations defaults)")
         sub.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.steps=200")
         sub.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
         sub.set_defaults(handler=handler)
         return sub
 
     inspect = verb("inspect-data", _inspect_data, "print training examples as the model will see them")
-    inspect.add_argument("--num", type=int, default=4, help="number of examples (default 4)")
+    inspect.add_argument("--num", type=int, metavar="N", default=4, help="number of examples (default 4)")
     inspect.add_argument("--json", action="store_true", help="one JSON object per line")
-    inspect.add_argument("--split", choices=("train", "eval"), default="train")
+    inspect.add_argument("--split", choices=("train", "eval"), default="train", help="which examples")
 
     bench = verb("bench-data", _bench_data, "measure the data pipeline: preparation time and tokens/s")
-    bench.add_argument("--seconds", type=float, default=3.0, help="time spent producing batches (default 3)")
+    bench.add_argument(
+        "--seconds", type=float, metavar="S", default=3.0, help="time spent producing batches (default 3)"
+    )
     bench.add_argument("--json", action="store_true", help="one JSON object")
 
     from bert_flax.flops import BASELINES, FLOPS_HELP
 
     bench_model = verb("bench", _bench, "time the training step: tokens/s, step time, compile time, memory, MFU")
     bench_model.epilog = FLOPS_HELP
-    bench_model.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
-    bench_model.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation (default 3)")
+    bench_model.add_argument("--steps", type=int, metavar="N", default=20, help="timed steps (default 20)")
+    bench_model.add_argument(
+        "--warmup", type=int, metavar="N", default=3, help="untimed steps after compilation (default 3)"
+    )
     bench_model.add_argument("--baseline", choices=BASELINES, help="also time Hugging Face's Flax example step")
     bench_model.add_argument(
         "--data",
@@ -253,16 +276,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic batches of the real shapes (default), or the configured corpus through the input pipeline",
     )
     bench_model.add_argument(
-        "--prefetch", type=int, default=2, help="host batches built ahead in a thread (default 2; 0: inline)"
+        "--prefetch",
+        type=int,
+        metavar="N",
+        default=2,
+        help="host batches built ahead in a thread (default 2; 0: inline)",
     )
     peak = bench_model.add_mutually_exclusive_group()
-    peak.add_argument("--peak-tflops", type=float, help="peak TFLOP/s of one device, for MFU")
+    peak.add_argument("--peak-tflops", type=float, metavar="X", help="peak TFLOP/s of one device, for MFU")
     peak.add_argument("--measure-peak", action="store_true", help="measure the peak with a large matmul")
     bench_model.add_argument("--json", action="store_true", help="one JSON object")
 
     train = verb("pretrain", _pretrain, "pre-train BERT with MLM + NSP; rerunning on the same run dir resumes")
     train.add_argument(
-        "--run-dir", help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)"
+        "--run-dir",
+        metavar="DIR",
+        help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)",
     )
     train.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint, as if preempted")
     train.add_argument("--quiet", action="store_true", help=QUIET_HELP)
@@ -274,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("qa", "extractive question answering on SQuAD v1.1 / v2 data (exact match, F1)"),
     ):
         task = tune_tasks.add_parser(name, help=help, description=help)
-        task.add_argument("--config", help="YAML config file")
-        task.add_argument("--run-dir", help="where everything goes (default runs/CONFIG_NAME)")
+        task.add_argument("--config", metavar="FILE", help="YAML config file")
+        task.add_argument("--run-dir", metavar="DIR", help="where everything goes (default runs/CONFIG_NAME)")
         task.add_argument("--stop-at", type=int, metavar="STEP", help="stop after STEP with a checkpoint")
         task.add_argument("--quiet", action="store_true", help=QUIET_HELP)
         task.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
@@ -283,14 +312,26 @@ def build_parser() -> argparse.ArgumentParser:
         task.set_defaults(handler=_finetune)
 
     source_help = "a run dir (newest checkpoint), RUN_DIR/checkpoints/STEP, a save_pretrained dir or a hub name"
-    exporter = verbs.add_parser("export", help="write a Hugging Face PyTorch directory (safetensors)")
+    export_help = "write a Hugging Face PyTorch directory (config.json, model.safetensors, tokenizer, model card)"
+    exporter = verbs.add_parser("export", help=export_help, description=export_help)
     exporter.add_argument("source", metavar="SOURCE", help=source_help)
-    exporter.add_argument("--out", required=True, help="destination directory (refused if it exists, unless --force)")
-    exporter.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    exporter.add_argument(
+        "--out", required=True, metavar="DIR", help="destination directory (refused if it exists, unless --force)"
+    )
+    exporter.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="dtype of the written weights"
+    )
     exporter.add_argument("--verify", action="store_true", help="load it with PyTorch transformers and compare logits")
     exporter.add_argument("--force", action="store_true", help="replace an existing --out")
     exporter.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
     exporter.set_defaults(handler=_export)
+
+    report_help = "summarize a pretrain or finetune run: a table, RUN_DIR/plots/*.png and RUN_DIR/report.md"
+    reporter = verbs.add_parser("report", help=report_help, description=report_help)
+    reporter.add_argument("run_dir", metavar="RUN_DIR", help="the --run-dir of a pretrain or finetune run")
+    reporter.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    reporter.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
+    reporter.set_defaults(handler=_report)
 
     predict = verbs.add_parser(
         "predict", help="fill-mask or next-sentence with a pre-trained model; classify or qa with a fine-tuned one"
@@ -303,18 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
         ("qa", _qa, "the answer span in --context and its score for every question (a fine-tuned QA model)"),
     ):
         task = tasks.add_parser(name, help=help, description=help)
-        task.add_argument("inputs", nargs="*", metavar="QUESTION" if name == "qa" else "TEXT")
-        task.add_argument("--model", required=True, help=source_help)
-        task.add_argument("--file", help="inputs, one per line (next-sentence: A<TAB>B; classify: TEXT or A<TAB>B)")
+        task.add_argument("inputs", nargs="*", metavar=INPUTS[name][0], help=INPUTS[name][1])
+        task.add_argument("--model", required=True, metavar="SOURCE", help=source_help)
+        task.add_argument("--file", metavar="FILE", help=f"more inputs, one per line: {INPUTS[name][2]}")
         task.add_argument("--json", action="store_true", help="one JSON object per input")
         task.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
         task.set_defaults(handler=handler)
         if name == "fill-mask":
-            task.add_argument("--top-k", type=int, default=5, help="candidates per [MASK] (default 5)")
+            task.add_argument("--top-k", type=int, metavar="K", default=5, help="candidates per [MASK] (default 5)")
         if name == "qa":
             context = task.add_mutually_exclusive_group(required=True)
-            context.add_argument("--context", help="the text the answers are taken from")
-            context.add_argument("--context-file", help="a UTF-8 file holding the context")
+            context.add_argument("--context", metavar="TEXT", help="the text the answers are taken from")
+            context.add_argument("--context-file", metavar="FILE", help="a UTF-8 file holding the context")
     return parser
 
 

@@ -122,6 +122,7 @@ class DataConfig(_Section):
     # A Hugging Face `datasets` source (datasets.load_dataset(dataset, dataset_config)).
     dataset: str = ""
     dataset_config: str = ""
+    # Split of `dataset` to read (pre-training holds its eval documents out of it).
     dataset_split: str = "train"
     # Column of `dataset` that holds the text.
     text_column: str = "text"
@@ -262,6 +263,7 @@ class OptimConfig(_Section):
     warmup_steps: int = 100
     # Decay after warmup, to 0 at train.steps.
     schedule: Literal["linear", "cosine"] = "linear"
+    # Decoupled weight decay (AdamW/LAMB), not applied to biases and LayerNorm parameters.
     weight_decay: float = 0.01
     # Global gradient-norm clip; 0 disables it.
     clip_norm: float = 1.0
@@ -333,12 +335,13 @@ class FinetuneConfig(_Section):
     doc_stride: int = 128
     # qa: question tokens kept (longer questions are truncated).
     max_query_len: int = 64
-    # qa: longest answer in tokens, and candidate start/end positions scored per window.
+    # qa: longest answer in tokens.
     max_answer_len: int = 30
+    # qa: candidate start and end positions scored per window.
     n_best: int = 20
-    # qa: SQuAD v2 data (unanswerable questions); predict no answer when the null score beats the
-    # best span's score by more than null_threshold.
+    # qa: SQuAD v2 data (unanswerable questions).
     version_2: bool = False
+    # qa, v2: predict no answer when the null score beats the best span's score by more than this.
     null_threshold: float = 0.0
 
     def _validate(self) -> None:
@@ -346,6 +349,24 @@ class FinetuneConfig(_Section):
         self._check(self.max_query_len >= 1, "max_query_len", "must be at least 1")
         self._check(self.max_answer_len >= 1, "max_answer_len", "must be at least 1")
         self._check(self.n_best >= 1, "n_best", "must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig(_Section):
+    section: typing.ClassVar[str] = "log"
+    # Write TensorBoard event files to RUN_DIR/tensorboard (train/... and eval/... tags, one file).
+    tensorboard: bool = True
+    # Also log the scalars to Weights & Biases (needs `pip install wandb`); a resumed run continues its W&B run.
+    wandb: bool = False
+    # W&B project of the run.
+    wandb_project: str = "bert_flax"
+    # W&B entity (user or team). Empty: your default entity.
+    wandb_entity: str = ""
+    # W&B run name. Empty: the run dir's name.
+    wandb_run_name: str = ""
+
+    def _validate(self) -> None:
+        self._check(not self.wandb or self.wandb_project != "", "wandb_project", "must name a project when wandb=true")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,6 +383,7 @@ class Config:
     eval: EvalConfig = EvalConfig()
     parallel: ParallelConfig = ParallelConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    log: LogConfig = LogConfig()
 
     def __post_init__(self) -> None:
         max_positions = model_max_positions(self.model)

@@ -18,10 +18,13 @@ from bert_flax.parallel import DataParallel, check_batch_sizes, initialize_distr
 from bert_flax.prefetch import Prefetcher
 from bert_flax.preemption import StopSignals
 from bert_flax.progress import Progress
-from bert_flax.run_dir import MetricsLog, check_run_dir
+from bert_flax.run_dir import MetricsLog, check_run_dir, scalars
+from bert_flax.tensorboard import TensorBoardLog
+from bert_flax.wandb_log import WandbLog, import_wandb
 
 CHECKED = ("loss", "grad_norm", "param_norm")  # non-finite: the run has diverged
 PREFETCH_BATCHES = 2  # host batches built ahead of the step, in a thread
+TENSORBOARD_DIR = "tensorboard"
 
 
 class TrainingDiverged(UserError):
@@ -35,6 +38,8 @@ def is_main_process() -> bool:
 def start_run(config: Config, run_dir: Path, stop_at: int | None) -> bool:
     """The checks every run makes before it reads data or touches `run_dir` (joining a multi-process
     job first); True when `run_dir` holds this config's run to resume."""
+    if config.log.wandb:  # every process, so a multi-process job fails everywhere instead of waiting
+        import_wandb()
     if config.parallel.distributed:
         initialize_distributed(config.parallel)
     resuming = check_run_dir(run_dir, config)
@@ -42,6 +47,40 @@ def start_run(config: Config, run_dir: Path, stop_at: int | None) -> bool:
     if stop_at is not None and not 1 <= stop_at <= config.train.steps:
         raise UserError(f"--stop-at must be in [1, train.steps={config.train.steps}]; got {stop_at}")
     return resuming
+
+
+class RunLog:
+    """Where a run's events go: metrics.jsonl, the source of truth, and on the main process the
+    TensorBoard event file and W&B that `config.log` asks for, under `split/key` tags. A log that
+    starts empty (TensorBoard always: its old files are replaced) first gets the events kept on resume,
+    so it never holds a point that metrics.jsonl dropped."""
+
+    def __init__(self, config: Config, run_dir: Path, start: int, enabled: bool) -> None:
+        self.jsonl = MetricsLog(run_dir, start, enabled=enabled)
+        self.elapsed_before = self.jsonl.elapsed_before  # a resumed run's clock continues
+        self.sinks: list[WandbLog | TensorBoardLog] = []
+        if enabled and config.log.wandb:
+            self.sinks.append(WandbLog(config, run_dir))
+        if enabled and config.log.tensorboard:
+            self.sinks.append(TensorBoardLog(run_dir / TENSORBOARD_DIR))
+        now = time.time()
+        for record in self.jsonl.kept:  # their wall times: now, minus the training time since each
+            ago = self.elapsed_before - float(record.get("elapsed_seconds", self.elapsed_before))
+            for sink in self.sinks:
+                if sink.fresh:
+                    sink.log(record["step"], scalars(record), now - ago)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.jsonl.write(record)
+        if self.sinks:
+            values, now = scalars(record), time.time()
+            for sink in self.sinks:
+                sink.log(record["step"], values, now)
+
+    def close(self, failed: bool = False) -> None:
+        for sink in self.sinks:
+            sink.close(failed)
+        self.sinks = []
 
 
 class StepLoop:
@@ -59,7 +98,7 @@ class StepLoop:
         show_progress: bool,
     ) -> None:
         self.config, self.run_dir, self.parallel, self.checkpoints = config, run_dir, parallel, checkpoints
-        self.metrics = MetricsLog(run_dir, start, enabled=is_main_process())
+        self.metrics = RunLog(config, run_dir, start, enabled=is_main_process())
         self.progress = Progress(config.train.steps, start, enabled=show_progress and is_main_process())
         if start:
             self.progress.message(f"resuming {run_dir} from step {start}")
@@ -109,16 +148,19 @@ class StepLoop:
 
     def run_all(self, state: Any, start: int, stop: int, host_batches: Iterator) -> tuple[Any, int, str | None]:
         """`run` with the host batches built PREFETCH_BATCHES ahead and SIGTERM/SIGINT caught; waits for
-        the last checkpoint and closes the progress bar and the checkpoint manager."""
+        the last checkpoint and closes the progress bar, the checkpoint manager and the logs."""
         batches = Prefetcher(host_batches, PREFETCH_BATCHES)
+        failed = True
         try:
             with StopSignals() as signals:
                 result = self.run(state, start, max(start, stop), batches, signals)
                 self.checkpoints.wait()
+            failed = False
         finally:
             batches.close()
             self.progress.close()
             self.checkpoints.close()
+            self.metrics.close(failed)
         return result
 
     def run(

@@ -6,15 +6,17 @@ before anything in the directory is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bert_flax.config import Config, config_to_dict, dump_config, load_config
+from bert_flax.config import Config, LogConfig, config_to_dict, dump_config, load_config
 from bert_flax.disk import check_writable_dir
 from bert_flax.errors import UserError
 
@@ -27,6 +29,8 @@ METRICS_FILE = "metrics.jsonl"
 LAUNCH_KEYS = frozenset(
     {"parallel.distributed", "parallel.coordinator_address", "parallel.num_processes", "parallel.process_id"}
 )
+# Where metrics are reported, not what is computed: TensorBoard or W&B can be turned on when resuming.
+LOG_KEYS = frozenset(f"{LogConfig.section}.{field.name}" for field in dataclasses.fields(LogConfig))
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -34,7 +38,7 @@ def _differences(old: dict, new: dict) -> list[str]:
         f"{section}.{key}: {old[section].get(key)!r} → {value!r}"
         for section, values in new.items()
         for key, value in values.items()
-        if f"{section}.{key}" not in LAUNCH_KEYS and old.get(section, {}).get(key) != value
+        if f"{section}.{key}" not in LAUNCH_KEYS | LOG_KEYS and old.get(section, {}).get(key) != value
     ]
 
 
@@ -107,16 +111,34 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def scalars(record: dict[str, Any]) -> dict[str, float]:
+    """A metrics record's numbers tagged `split/key` (TensorBoard, W&B): all but step and elapsed_seconds."""
+    split = record.get("split", "train")
+    values = {}
+    for key, value in record.items():
+        if key in ("step", "split", "elapsed_seconds") or isinstance(value, bool):
+            continue
+        if isinstance(value, str) and value in ("nan", "inf", "-inf"):  # see _json_value
+            value = float(value)
+        if isinstance(value, numbers.Real):
+            values[f"{split}/{key}"] = float(value)
+    return values
+
+
 class MetricsLog:
-    """Appends one JSON object per event to metrics.jsonl; on resume, drops events after the checkpoint."""
+    """Appends one JSON object per event to metrics.jsonl; on resume, drops events after the checkpoint.
+
+    `kept` holds the events kept on resume, for the logs that mirror metrics.jsonl (TensorBoard, W&B).
+    """
 
     def __init__(self, run_dir: Path, resume_step: int, enabled: bool = True) -> None:
         self.path = run_dir / METRICS_FILE
         self.enabled = enabled
         self.elapsed_before = 0.0  # elapsed_seconds of the last kept event: a resumed run's clock continues
+        self.kept: list[dict[str, Any]] = []
         if not enabled:
             return
-        kept = []
+        lines = []
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -124,9 +146,10 @@ class MetricsLog:
                 except json.JSONDecodeError:  # a line cut by a crash
                     continue
                 if record.get("step", 0) <= resume_step:
-                    kept.append(line)
+                    lines.append(line)
+                    self.kept.append(record)
                     self.elapsed_before = float(record.get("elapsed_seconds", self.elapsed_before))
-        write_atomic(self.path, "".join(line + "\n" for line in kept))
+        write_atomic(self.path, "".join(line + "\n" for line in lines))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:

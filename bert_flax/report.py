@@ -1,0 +1,394 @@
+"""`bert-flax report RUN_DIR`: a run's summary table, loss / accuracy / learning-rate PNGs and report.md.
+
+Reads config.yaml, metrics.jsonl and the names in checkpoints/, final/ and best/; no JAX. Figures are
+drawn on matplotlib's Agg canvas directly (no pyplot), so importing this in a notebook leaves the
+notebook's backend alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from bert_flax.config import MODEL_PRESETS, Config, load_config
+from bert_flax.disk import check_writable_dir
+from bert_flax.errors import UserError
+from bert_flax.run_dir import CONFIG_FILE, METRICS_FILE
+
+PLOTS_DIR, REPORT_FILE = "plots", "report.md"
+DPI = 150
+SMOOTH_FROM = 50  # train curves with this many points get a moving average over the raw (faint) curve
+LOSS_KEYS = ("loss", "mlm_loss", "nsp_loss")
+NAMES = {
+    "loss": "loss",
+    "mlm_loss": "MLM loss",
+    "nsp_loss": "NSP loss",
+    "mlm_accuracy": "MLM accuracy",
+    "nsp_accuracy": "NSP accuracy",
+    "macro_f1": "macro-F1",
+    "exact_match": "exact match (%)",
+    "f1": "F1 (%)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What `write_report` found and wrote: the summary (as `--json` prints it) and the files."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    plots: dict[str, Path]
+    markdown: Path
+
+
+def direction(key: str) -> str | None:
+    """Which way a metric improves: "min" (losses), "max" (scores), None (counts, bookkeeping: not plotted)."""
+    if key.endswith(("loss", "perplexity")):
+        return "min"
+    if key.endswith(("accuracy", "f1", "exact_match")):
+        return "max"
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A metric value as a float; metrics.jsonl writes NaN and Inf as strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def read_events(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's train and eval events; a line cut by a crash (or being written) is skipped."""
+    path = run_dir / METRICS_FILE
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (
+            isinstance(record, dict)
+            and record.get("split") in ("train", "eval")
+            and isinstance(record.get("step"), int)
+        ):
+            events.append(record)
+    return events
+
+
+def check_run(run_dir: Path) -> tuple[Config, list[dict[str, Any]]]:
+    """The run's config and events, or a UserError; nothing is written before this passes."""
+    if not run_dir.exists():
+        raise UserError(f"run dir {run_dir} does not exist; pass the --run-dir of a pretrain or finetune run")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(
+            f"{run_dir} is not a bert-flax run (no {CONFIG_FILE}); pass the --run-dir of a pretrain or finetune run"
+        )
+    try:
+        config = load_config(run_dir / CONFIG_FILE)
+    except UserError as err:
+        raise UserError(f"run dir {run_dir} has a {CONFIG_FILE} that cannot be read ({err})") from None
+    events = read_events(run_dir)
+    if not any(event["split"] == "train" for event in events):
+        raise UserError(
+            f"nothing to report: {run_dir} has no {METRICS_FILE} events yet; "
+            f"run `bert-flax pretrain` (or `finetune`) with --run-dir {run_dir} first"
+        )
+    check_writable_dir(run_dir / PLOTS_DIR, "plots dir", "move it away or copy the run dir somewhere writable")
+    return config, events
+
+
+def _metrics(event: dict[str, Any] | None) -> dict[str, float] | None:
+    if event is None:
+        return None
+    values = {key: _number(value) for key, value in event.items() if direction(key) is not None}
+    return {"step": event["step"], **{key: value for key, value in values.items() if value is not None}}
+
+
+def best_eval(evals: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per metric, the best finite eval value (lowest loss, highest score) and the first step reaching it."""
+    best: dict[str, dict[str, float]] = {}
+    for event in evals:
+        for key, raw in event.items():
+            value, sense = _number(raw), direction(key)
+            if sense is None or value is None or not math.isfinite(value):
+                continue
+            if key not in best or (value < best[key]["value"] if sense == "min" else value > best[key]["value"]):
+                best[key] = {"value": value, "step": event["step"]}
+    return best
+
+
+def _model(config: Config) -> str:
+    if config.model.init:
+        return f"init {config.model.init} ({config.model.dtype})"
+    shape = MODEL_PRESETS[config.model.preset]
+    layers, hidden = shape["num_hidden_layers"], shape["hidden_size"]
+    return f"preset {config.model.preset}, random init ({layers} layers, hidden {hidden}, {config.model.dtype})"
+
+
+def _dir_names(path: Path) -> list[int]:
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def summarize(run_dir: Path, config: Config, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary that the table, report.md and `--json` show."""
+    train = [e for e in events if e["split"] == "train"]
+    evals = [e for e in events if e["split"] == "eval"]
+    pretraining = any(key in e for e in train for key in ("mlm_loss", "nsp_loss"))
+    rates = [r for r in (_number(e.get("tokens_per_second")) for e in train) if r is not None and math.isfinite(r)]
+    return {
+        "run_dir": str(run_dir),
+        "task": "pretrain" if pretraining else f"finetune {config.finetune.task}",
+        "model": _model(config),
+        "max_seq_len": config.data.max_seq_len,
+        "global_batch": config.train.batch_size,
+        "grad_accum_steps": config.train.grad_accum_steps,
+        "objectives": list(config.train.objectives) if pretraining else None,
+        "optimizer": {
+            key: getattr(config.optim, key)
+            for key in ("name", "learning_rate", "warmup_steps", "schedule", "weight_decay", "clip_norm")
+        },
+        "steps_done": max(e["step"] for e in train),
+        "steps_planned": config.train.steps,
+        "wall_time_seconds": _number(events[-1].get("elapsed_seconds")),
+        "median_tokens_per_second": statistics.median(rates) if rates else None,
+        "final_train": _metrics(train[-1]),
+        "final_eval": _metrics(evals[-1] if evals else None),
+        "best_eval": best_eval(evals),
+        "best_saved": _read_json(run_dir / "best" / "eval.json"),
+        "checkpoints": _dir_names(run_dir / "checkpoints"),
+        "final_present": (run_dir / "final").is_dir(),
+    }
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m {secs:02d}s"
+
+
+def run_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run table: (label, value) rows."""
+    optim, batch = summary["optimizer"], summary["global_batch"]
+    accum = f", {summary['grad_accum_steps']} accumulation steps" if summary["grad_accum_steps"] > 1 else ""
+    done, planned = summary["steps_done"], summary["steps_planned"]
+    rate, saved, warmup = summary["median_tokens_per_second"], summary["best_saved"], optim["warmup_steps"]
+    rows = [
+        ("run", summary["run_dir"]),
+        ("task", summary["task"]),
+        ("model", summary["model"]),
+        ("max_seq_len", str(summary["max_seq_len"])),
+        ("global batch", f"{batch} sequences ({batch * summary['max_seq_len']:,} tokens){accum}"),
+        ("objectives", ", ".join(summary["objectives"] or [])),
+        (
+            "optimizer",
+            f"{optim['name']}, peak lr {optim['learning_rate']:g}, warmup {warmup} step{'s' * (warmup != 1)}, "
+            f"{optim['schedule']} decay, weight decay {optim['weight_decay']:g}, clip {optim['clip_norm']:g}",
+        ),
+        ("steps", f"{done} / {planned}" + (" (finished)" if done >= planned else "")),
+        ("wall time", _duration(summary["wall_time_seconds"])),
+        ("median tokens/s", "-" if rate is None else f"{rate:,.0f}"),
+        ("checkpoints", ", ".join(map(str, summary["checkpoints"])) or "none"),
+        ("final/", "present" if summary["final_present"] else "absent"),
+    ]
+    if saved is not None:
+        shown = ", ".join(f"{k} {_num(v)}" for k, v in saved.items() if k != "step" and direction(k))
+        rows.append(("best/", f"step {saved.get('step')}: {shown}"))
+    return [row for row in rows if row[1]]  # finetune runs have no objectives
+
+
+def metric_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The metrics table: header, then per metric final train, final eval, best eval and its step."""
+    train, last, best = summary["final_train"] or {}, summary["final_eval"] or {}, summary["best_eval"]
+    present = [k for k in {**train, **last} if k != "step"]
+    keys = [k for k in LOSS_KEYS if k in present] + [k for k in present if k not in LOSS_KEYS]
+    header = ["metric", f"train (step {train.get('step', '-')})", f"eval (step {last.get('step', '-')})"]
+    rows = [header + ["best eval", "best step"]]
+    for key in keys:
+        found = best.get(key)
+        step = "-" if found is None else str(found["step"])
+        rows.append([key, _num(train.get(key)), _num(last.get(key)), _num(found and found["value"]), step])
+    return rows
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """Both tables as aligned plain text."""
+    width = max(len(label) for label, _ in run_rows(summary))
+    lines = [f"{label:<{width}}  {value}" for label, value in run_rows(summary)]
+    grid = metric_rows(summary)
+    widths = [max(len(row[i]) for row in grid) for i in range(len(grid[0]))]
+    lines.append("")
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in grid]
+    return "\n".join(lines)
+
+
+def format_markdown(summary: dict[str, Any], plots: dict[str, Path], run_dir: Path) -> str:
+    """report.md: the same tables in markdown, and the plots."""
+
+    def cells(row: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+
+    lines = [f"# bert-flax report: {run_dir.name}", "", "| | |", "|---|---|"]
+    lines += [cells([label, value]) for label, value in run_rows(summary)]
+    grid = metric_rows(summary)
+    lines += ["", "## Metrics", "", cells(grid[0]), "|" + "---|" * len(grid[0])]
+    lines += [cells(row) for row in grid[1:]]
+    lines += ["", "## Plots", ""]
+    lines += [f"![{name}]({path.relative_to(run_dir).as_posix()})\n" for name, path in plots.items()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _series(events: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    points = [(e["step"], _number(e.get(key))) for e in events]
+    points = [(step, value) for step, value in points if value is not None and math.isfinite(value)]
+    steps, values = zip(*points) if points else ((), ())
+    return np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+
+
+def _draw(ax: Any, train: list[dict[str, Any]], evals: list[dict[str, Any]], key: str, ylabel: str) -> None:
+    """One panel: train (faint raw + moving average on long runs) and eval (line with markers)."""
+    steps, values = _series(train, key)
+    if len(steps) >= SMOOTH_FROM:
+        window = max(2, len(steps) // 25)
+        ax.plot(steps, values, color="C0", alpha=0.3, linewidth=0.8, label="train")
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, color="C0", linewidth=1.5, label=f"train (mean of {window})")
+    elif len(steps):
+        ax.plot(steps, values, color="C0", linewidth=1.2, marker="." if len(steps) <= 20 else None, label="train")
+    steps, values = _series(evals, key)
+    if len(steps):
+        ax.plot(steps, values, color="C1", linewidth=1.5, marker="o", markersize=5, label="eval")
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def _panel_figure(title: str, count: int) -> tuple[Figure, list[Any]]:
+    columns = min(count, 3)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(4.6 * columns + 0.4, 3.4 * rows + 0.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    figure.suptitle(title)
+    axes = figure.subplots(rows, columns, sharex=True, squeeze=False).ravel()
+    for unused in axes[count:]:
+        unused.set_visible(False)
+    return figure, list(axes[:count])
+
+
+def _replace(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """`write` into a new file beside `path`, then rename it into place: a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with tmp.open("xb") as f:  # not mkstemp: the file gets the user's umask, like any other output
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    return _replace(path, lambda f: figure.savefig(f, format="png", dpi=DPI))
+
+
+def _legend(figure: Figure, axes: list[Any]) -> None:
+    """One legend for all panels, below them: it never covers a curve."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    figure.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=len(entries))
+
+
+def _present(events: list[dict[str, Any]], key: str) -> bool:
+    return len(_series(events, key)[0]) > 0
+
+
+def write_plots(run_dir: Path, title: str, events: list[dict[str, Any]]) -> dict[str, Path]:
+    """loss.png, accuracy.png (when there are scores) and learning_rate.png in RUN_DIR/plots/."""
+    train = [e for e in events if e["split"] == "train"]
+    evals = [e for e in events if e["split"] == "eval"]
+    keys = list(dict.fromkeys(k for e in events for k in e))
+    losses = [k for k in LOSS_KEYS if _present(events, k)]
+    components = [k for k in losses if k != "loss"]
+    if len(components) < 2:  # one objective: its loss is the total loss
+        losses = components or losses[:1]
+    scores = [k for k in keys if direction(k) == "max" and _present(events, k)]
+    plots_dir = run_dir / PLOTS_DIR
+    plots_dir.mkdir(exist_ok=True)
+    plots = {}
+    for name, panel_keys, ylabel in (("loss", losses, "loss"), ("accuracy", scores, None)):
+        if not panel_keys:
+            continue
+        shown = [NAMES.get(key, key.replace("_", " ")) for key in panel_keys]
+        figure, axes = _panel_figure(f"{title}: {' / '.join(shown) if len(shown) <= 3 else 'scores'}", len(shown))
+        for ax, key, panel_title in zip(axes, panel_keys, shown):
+            _draw(ax, train, evals, key, ylabel or ("accuracy" if key.endswith("accuracy") else panel_title))
+            if len(panel_keys) > 1:
+                ax.set_title("total loss (MLM + NSP)" if key == "loss" else panel_title)
+        _legend(figure, axes)
+        plots[name] = _save(figure, plots_dir / f"{name}.png")
+    if _present(train, "learning_rate"):
+        figure, (ax,) = _panel_figure(f"{title}: learning rate", 1)
+        ax.plot(*_series(train, "learning_rate"), color="C2", marker="." if len(train) <= 20 else None)
+        ax.set(xlabel="step", ylabel="learning rate")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        ax.grid(alpha=0.3)
+        plots["learning_rate"] = _save(figure, plots_dir / "learning_rate.png")
+    return plots
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN and Inf as strings (as in metrics.jsonl), paths as strings."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return str(value) if isinstance(value, Path) else value
+
+
+def write_report(run_dir: str | Path) -> Report:
+    """Summarize a pretrain or finetune run dir; write RUN_DIR/plots/*.png and RUN_DIR/report.md."""
+    run_dir = Path(run_dir)
+    config, events = check_run(run_dir)
+    summary = summarize(run_dir, config, events)
+    plots = write_plots(run_dir, f"{run_dir.resolve().name} ({summary['task']})", events)
+    markdown = run_dir / REPORT_FILE
+    text = format_markdown(summary, plots, run_dir)
+    _replace(markdown, lambda f: f.write(text.encode("utf-8")))
+    summary = _plain({**summary, "plots": plots, "report": markdown})
+    return Report(run_dir, summary, plots, markdown)
