@@ -115,6 +115,20 @@ def _pretrain(args: argparse.Namespace) -> int:
     return _report_run(result)
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from bert_flax.evaluate import default_source, evaluate_model
+
+    result = evaluate_model(args.model or default_source(args.config), args.config, args.overrides)
+    values = {**({"step": result.step} if result.step is not None else {}), **result.metrics}
+    if args.json:
+        print(json.dumps(values))
+    else:
+        width = max(map(len, values))
+        shown = {key: f"{value:.6g}" if isinstance(value, float) else str(value) for key, value in values.items()}
+        print("\n".join(f"{key:<{width}}  {value}" for key, value in shown.items()))
+    return 0
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from bert_flax.finetune.run import finetune
 
@@ -312,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
         task.set_defaults(handler=_finetune)
 
     source_help = "a run dir (newest checkpoint), RUN_DIR/checkpoints/STEP, a save_pretrained dir or a hub name"
+    evaluator = verb(
+        "eval", _eval, "MLM and NSP loss/accuracy (and perplexity) of a pre-trained model on the held-out documents"
+    )
+    evaluator.add_argument(
+        "--model",
+        metavar="SOURCE",
+        help=f"{source_help}; a run's config.yaml defines the data unless --config is given "
+        "(default: pretrain's default run dir for --config)",
+    )
+    evaluator.add_argument("--json", action="store_true", help="one JSON object")
     export_help = "write a Hugging Face PyTorch directory (config.json, model.safetensors, tokenizer, model card)"
     exporter = verbs.add_parser("export", help=export_help, description=export_help)
     exporter.add_argument("source", metavar="SOURCE", help=source_help)
