@@ -106,19 +106,29 @@ def _report_run(result: Any) -> int:
     return 0
 
 
+def _default_run_dir(config_path: str | None, name_without_config: str) -> str:
+    """runs/<config file's stem>, the run dir of pretrain/finetune without --run-dir (and eval's default model)."""
+    return str(Path("runs") / (Path(config_path).stem if config_path else name_without_config))
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from bert_flax.train import pretrain
 
     config = _config(args)
-    run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "meditations"))
+    run_dir = args.run_dir or _default_run_dir(args.config, "meditations")
     result = pretrain(config, run_dir, stop_at=args.stop_at, show_progress=not args.quiet)
     return _report_run(result)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from bert_flax.evaluate import default_source, evaluate_model
+    from bert_flax.evaluate import evaluate_model
 
-    result = evaluate_model(args.model or default_source(args.config), args.config, args.overrides)
+    source = args.model or _default_run_dir(args.config, "meditations")
+    if not args.model and not Path(source).is_dir():
+        raise UserError(
+            f"no --model given and {source} (pretrain's default run dir for this config) does not exist; pass --model SOURCE"
+        )
+    result = evaluate_model(source, args.config, args.overrides)
     values = {**({"step": result.step} if result.step is not None else {}), **result.metrics}
     if args.json:
         print(json.dumps(values))
@@ -133,8 +143,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from bert_flax.finetune.run import finetune
 
     config = load_config(args.config, [*args.overrides, f"finetune.task={args.task}"])
-    default_name = Path(args.config).stem if args.config else f"finetune-{args.task}"
-    run_dir = args.run_dir or str(Path("runs") / default_name)
+    run_dir = args.run_dir or _default_run_dir(args.config, f"finetune-{args.task}")
     result = finetune(config, run_dir, stop_at=args.stop_at, show_progress=not args.quiet)
     return _report_run(result)
 

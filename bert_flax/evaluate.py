@@ -9,7 +9,6 @@ Nothing is written but the data cache (`data.cache_dir`) that pre-training share
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Sequence
 
 import jax
@@ -133,14 +132,3 @@ def evaluate_model(source: str, config_path: str | None = None, overrides: Seque
     state = parallel.place_state(init_train_state(params, optax.identity(), config.train.seed))
     metrics = evaluate(parallel, state, data.eval.eval_batches(), config.train.objectives)
     return EvalResult(loaded.description, loaded.step, metrics)
-
-
-def default_source(config_path: str | None) -> str:
-    """`pretrain`'s default --run-dir for this config, which `eval` reads when no --model is given."""
-    path = Path("runs") / (Path(config_path).stem if config_path else "meditations")
-    if not path.is_dir():
-        raise UserError(
-            f"no --model given and {path} (pretrain's default run dir for this config) does not exist; "
-            "pass --model SOURCE"
-        )
-    return str(path)
