@@ -22,7 +22,7 @@ from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.tokenizer import load_tokenizer
 from bert_flax.errors import UserError
 from bert_flax.losses import pretraining_task
-from bert_flax.model import _initialized_groups, compute_dtype
+from bert_flax.model import initialized_groups, compute_dtype
 from bert_flax.parallel import initialize_distributed, make_data_parallel
 from bert_flax.sources import RUN_CONFIG_FILE, LoadedModel, load_model_source
 from bert_flax.train import evaluate
@@ -65,7 +65,7 @@ def check_pretraining_heads(loaded: LoadedModel, objectives: tuple[str, ...]) ->
         return
     random = FlaxBertForPreTraining(loaded.config, seed=0).params  # load_model_source's seed for missing weights
     wanted = tuple(group for objective in objectives for group in OBJECTIVE_HEADS[objective])
-    missing = [group for group in _initialized_groups(loaded.params, random) if group in wanted]
+    missing = [group for group in initialized_groups(loaded.params, random) if group in wanted]
     if missing:
         named = ", ".join(getattr(loaded.config, "architectures", None) or ["no architectures"])
         hint = " (or train.objectives=[mlm] to measure MLM only)" if "cls/predictions" not in missing else ""

@@ -81,7 +81,7 @@ def _from_preset(config: Config, vocab_size: int) -> PretrainingModel:
     return PretrainingModel(model, init_params(model, config.train.seed))
 
 
-def _initialized_groups(loaded: Params, random: Params) -> tuple[str, ...]:
+def initialized_groups(loaded: Params, random: Params) -> tuple[str, ...]:
     """Head groups whose loaded values are all exactly the random init: the checkpoint lacked them.
 
     All, not any: a loaded leaf may equal its init (MiniLM's pooler bias is all zeros, like a fresh one).
@@ -105,7 +105,7 @@ def _from_checkpoint(config: Config) -> PretrainingModel:
         random = FlaxBertForPreTraining(bert_config, seed=seed).params
         if fine_tuned:
             params = {**random, "bert": {**random["bert"], **params["bert"]}}
-        heads = _initialized_groups(params, random)
+        heads = initialized_groups(params, random)
     model = FlaxBertForPreTraining(bert_config, dtype=dtype, _do_init=False)
     return PretrainingModel(model, params, heads)
 
