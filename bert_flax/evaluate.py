@@ -22,7 +22,7 @@ from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.tokenizer import load_tokenizer
 from bert_flax.errors import UserError
 from bert_flax.losses import pretraining_task
-from bert_flax.model import initialized_groups, compute_dtype
+from bert_flax.model import compute_dtype, initialized_groups
 from bert_flax.parallel import initialize_distributed, make_data_parallel
 from bert_flax.sources import RUN_CONFIG_FILE, LoadedModel, load_model_source
 from bert_flax.train import evaluate
