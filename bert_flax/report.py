@@ -107,7 +107,7 @@ def check_run(run_dir: Path) -> tuple[Config, list[dict[str, Any]]]:
     if not any(event["split"] == "train" for event in events):
         raise UserError(
             f"nothing to report: {run_dir} has no {METRICS_FILE} events yet; "
-            f"run `bert-flax pretrain` (or `finetune`) with --run-dir {run_dir} first"
+            f"run bert-flax pretrain (or finetune) with --run-dir {run_dir} first"
         )
     check_writable_dir(run_dir / PLOTS_DIR, "plots dir", "move it away or copy the run dir somewhere writable")
     return config, events

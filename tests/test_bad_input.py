@@ -259,6 +259,25 @@ CASES = [
         "it does not exist; pass a model directory",
         lambda e: ["export", str(e.tmp / "no_such_model"), "--out", str(e.tmp / "out")],
     ),
+    # Eval and report
+    Case(
+        "eval-no-eval-split",
+        "eval without held-out documents",
+        "there is no eval split (data.eval_fraction=0)",
+        lambda e: ["eval", "--model", e.fixture("minilm_dir"), "--config", SMOKE, "data.eval_fraction=0"],
+    ),
+    Case(
+        "report-not-a-run",
+        "report of a directory that is not a run",
+        "is not a bert-flax run (no config.yaml)",
+        lambda e: ["report", str(e.write("notes/notes.txt", "mine").parent)],
+    ),
+    Case(
+        "report-no-metrics",
+        "report of a run without metrics yet",
+        "nothing to report",
+        lambda e: ["report", str(create_run_dir(e.tmp / "run", load_config(SMOKE)) or e.tmp / "run")],
+    ),
 ]
 
 
