@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from bert_flax.config import MODEL_PRESETS, Config, load_config
 from bert_flax.disk import check_writable_dir
 from bert_flax.errors import UserError
-from bert_flax.run_dir import CONFIG_FILE, METRICS_FILE
+from bert_flax.run_dir import CONFIG_FILE, METRICS_FILE, read_metrics
 
 PLOTS_DIR, REPORT_FILE = "plots", "report.md"
 DPI = 150
@@ -74,21 +74,8 @@ def _number(value: Any) -> float | None:
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl's train and eval events; a line cut by a crash (or being written) is skipped."""
-    path = run_dir / METRICS_FILE
-    events = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if (
-            isinstance(record, dict)
-            and record.get("split") in ("train", "eval")
-            and isinstance(record.get("step"), int)
-        ):
-            events.append(record)
-    return events
+    """metrics.jsonl's train and eval events (`read_metrics` skips a line cut by a crash)."""
+    return [r for r in read_metrics(run_dir) if r.get("split") in ("train", "eval") and isinstance(r.get("step"), int)]
 
 
 def check_run(run_dir: Path) -> tuple[Config, list[dict[str, Any]]]:

@@ -139,16 +139,11 @@ class MetricsLog:
         if not enabled:
             return
         lines = []
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a crash
-                    continue
-                if record.get("step", 0) <= resume_step:
-                    lines.append(line)
-                    self.kept.append(record)
-                    self.elapsed_before = float(record.get("elapsed_seconds", self.elapsed_before))
+        for line, record in _metrics_lines(self.path):
+            if record.get("step", 0) <= resume_step:
+                lines.append(line)
+                self.kept.append(record)
+                self.elapsed_before = float(record.get("elapsed_seconds", self.elapsed_before))
         write_atomic(self.path, "".join(line + "\n" for line in lines))
 
     def write(self, record: dict[str, Any]) -> None:
@@ -157,8 +152,20 @@ class MetricsLog:
                 f.write(json.dumps({key: _json_value(value) for key, value in record.items()}) + "\n")
 
 
-def read_metrics(run_dir: Path, split: str | None = None) -> list[dict[str, Any]]:
-    """The events of a run's metrics.jsonl, optionally only one split."""
-    lines = (Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
+def _metrics_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, event) of a metrics.jsonl; a line cut by a crash (or still being written) is skipped."""
+    parsed = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            parsed.append((line, record))
+    return parsed
+
+
+def read_metrics(run_dir: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+    """The events of a run's metrics.jsonl (none when it has none yet), optionally only one split."""
+    records = (record for _, record in _metrics_lines(Path(run_dir) / METRICS_FILE))
     return [r for r in records if split is None or r.get("split") == split]
