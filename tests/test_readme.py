@@ -28,15 +28,15 @@ NOT_RUN = {
         "the test suite itself: CI runs it"
     ),
 }
-# Appended to the commands that would otherwise train or time for minutes.
+# Appended to the commands that would otherwise train or time for minutes, by verb (or script).
 TINY = {
-    ("pretrain",): "model.preset=tiny train.steps=4 train.batch_size=16 data.max_seq_len=64 eval.every=2 "
+    "pretrain": "model.preset=tiny train.steps=4 train.batch_size=16 data.max_seq_len=64 eval.every=2 "
     "checkpoint.every=2 optim.warmup_steps=1",
-    ("finetune",): "train.steps=2 eval.every=2 checkpoint.every=2 data.max_seq_len=64 finetune.max_query_len=16 "
+    "finetune": "train.steps=2 eval.every=2 checkpoint.every=2 data.max_seq_len=64 finetune.max_query_len=16 "
     "finetune.doc_stride=16 optim.warmup_steps=1",
-    ("bench",): "--steps 2 --warmup 1 model.preset=tiny train.batch_size=8",
-    ("bench-data",): "--seconds 0.5",
-    ("scripts/bench_pytorch.py",): "--preset tiny --batch-size 8 --steps 2 --warmup 1",
+    "bench": "--steps 2 --warmup 1 model.preset=tiny train.batch_size=8",
+    "bench-data": "--seconds 0.5",
+    "scripts/bench_pytorch.py": "--preset tiny --batch-size 8 --steps 2 --warmup 1",
 }
 
 
@@ -87,8 +87,8 @@ def scratch(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path) -> Path
 
 def _argv(command: str) -> list[str]:
     argv = shlex.split(command)
-    key = argv[1] if argv[0] == "bert-flax" else argv[1] if argv[0] == "python" else argv[0]
-    return argv + shlex.split(TINY.get((key,), ""))
+    verb = argv[1] if argv[0] in ("bert-flax", "python") else argv[0]
+    return argv + shlex.split(TINY.get(verb, ""))
 
 
 @pytest.mark.slow
