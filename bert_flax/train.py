@@ -49,8 +49,9 @@ def evaluate(
         sums = parallel.eval_step(
             state, parallel.place_batch(local_rows(batch, jax.process_index(), jax.process_count()))
         )
-        if jax.process_count() > 1:  # XLA:CPU's cross-process collectives hung when eval steps queued up
-            jax.block_until_ready(sums)
+        # One eval step in flight: XLA:CPU's collectives deadlock (then abort) when the steps of several
+        # batches queue up on simulated devices, and hung across processes; eval is not the hot path.
+        jax.block_until_ready(sums)
         total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
     return normalize(parallel.read_metrics(total), objectives)
 
