@@ -1,7 +1,7 @@
 """`bert-flax eval`: a pre-trained model's MLM and NSP on the held-out documents, measured as the trainer does.
 
 The data, the DataParallel eval step and the metrics are the trainer's (`build_pretraining_data`,
-`make_data_parallel`, `train.evaluate`), so evaluating a run's checkpoint reproduces the eval event
+`make_data_parallel`, `pretrain.heldout_metrics`), so evaluating a run's checkpoint reproduces the eval event
 that `pretrain` logged for that step. The corpus is tokenized with the model's own tokenizer.
 Nothing is written but the data cache (`data.cache_dir`) that pre-training shares.
 """
@@ -16,17 +16,23 @@ import jax.numpy as jnp
 import optax
 from transformers import BertTokenizerFast, FlaxBertForPreTraining
 
-from bert_flax.architectures import ARCHITECTURES, PRETRAINING, architecture_of, check_heads
 from bert_flax.config import Config, load_config
 from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.tokenizer import load_tokenizer
+from bert_flax.engine.parallel import initialize_distributed, make_data_parallel
+from bert_flax.engine.step import init_train_state
 from bert_flax.errors import UserError
-from bert_flax.losses import pretraining_task
-from bert_flax.model import compute_dtype, initialized_groups
-from bert_flax.parallel import initialize_distributed, make_data_parallel
-from bert_flax.sources import RUN_CONFIG_FILE, LoadedModel, load_model_source
-from bert_flax.train import evaluate
-from bert_flax.train_step import init_train_state
+from bert_flax.interop.sources import LoadedModel, load_model_source
+from bert_flax.model.architectures import (
+    ARCHITECTURES,
+    PRETRAINING,
+    architecture_of,
+    check_heads,
+)
+from bert_flax.model.losses import pretraining_task
+from bert_flax.model.pretraining import compute_dtype, initialized_groups
+from bert_flax.pretrain import heldout_metrics
+from bert_flax.run.layout import RunDir
 
 # The parameter groups each objective reads (NSP classifies the pooled [CLS]).
 OBJECTIVE_HEADS = {"mlm": ("cls/predictions",), "nsp": ("cls/seq_relationship", "bert/pooler")}
@@ -99,7 +105,7 @@ def evaluate_model(source: str, config_path: str | None = None, overrides: Seque
     config = _with_eval_split(load_config(config_path, overrides)) if config_path is not None else None
     loaded = load_model_source(source)
     if config is None:
-        run_config = loaded.run_dir / RUN_CONFIG_FILE if loaded.run_dir is not None else None
+        run_config = RunDir(loaded.run_dir).config if loaded.run_dir is not None else None
         config = _with_eval_split(load_config(run_config, overrides))
     check_pretraining_heads(loaded, config.train.objectives)
     tokenizer = loaded.load_tokenizer()
@@ -130,5 +136,5 @@ def evaluate_model(source: str, config_path: str | None = None, overrides: Seque
     parallel = make_data_parallel(task, optax.identity(), optax.constant_schedule(0.0), config)
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)
     state = parallel.place_state(init_train_state(params, optax.identity(), config.train.seed))
-    metrics = evaluate(parallel, state, data.eval.eval_batches(), config.train.objectives)
+    metrics = heldout_metrics(parallel, state, data.eval.eval_batches(), config.train.objectives)
     return EvalResult(loaded.description, loaded.step, metrics)

@@ -22,8 +22,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from bert_flax import flops
 from bert_flax.config import MODEL_PRESETS  # config and flops import no JAX
+from bert_flax.model import flops
 
 # The ids `bert-flax bench` uses (a trained vocabulary's order); ids do not change speed.
 CLS_ID, SEP_ID, MASK_ID, FIRST_PLAIN_ID = 2, 3, 4, 5
@@ -43,7 +43,7 @@ def predictions_per_sequence(seq_len: int, mask_prob: float) -> int:
 
 
 def flops_per_token(layers: int, hidden: int, seq_len: int, vocab_size: int, predictions: int) -> float:
-    """Model FLOPs per token of a training step: `bert_flax.flops`, the count `bert-flax bench` uses."""
+    """Model FLOPs per token of a training step: `bert_flax.model.flops`, the count `bert-flax bench` uses."""
     sizes = SimpleNamespace(
         num_hidden_layers=layers, hidden_size=hidden, intermediate_size=4 * hidden, vocab_size=vocab_size
     )

@@ -245,7 +245,7 @@ CELLS: list[tuple[str, str, str]] = [
         "eval",
         "code",
         """
-        from bert_flax.run_dir import read_metrics
+        from bert_flax.run.metrics import read_metrics
 
         evals = read_metrics(RUN_DIR, "eval")
         names = {"mlm_accuracy": "MLM accuracy", "perplexity": "perplexity", "nsp_accuracy": "NSP accuracy"}

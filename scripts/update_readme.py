@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bert_flax.reference import generated_sections, replace_generated
+from bert_flax.cli.reference import generated_sections, replace_generated
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -99,7 +99,7 @@ def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(corpus_path: Path, smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished configs/smoke.yaml run: 4 steps, checkpoints and evals at 2 and 4. Read it, don't change it."""
-    from bert_flax.train import pretrain
+    from bert_flax.pretrain import pretrain
 
     run_dir = tmp_path_factory.mktemp("runs") / "smoke"
     result = pretrain(smoke_config(corpus_path, smoke_cache), run_dir, show_progress=False)

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from conftest import REPO_ROOT
 
 from bert_flax.cli import main
 from bert_flax.config import load_config
 from bert_flax.errors import EXIT_BAD_INPUT, UserError
-from bert_flax.run_dir import create_run_dir
-
-from conftest import REPO_ROOT
+from bert_flax.run.layout import create_run_dir
 
 SMOKE = str(REPO_ROOT / "configs" / "smoke.yaml")
 README = REPO_ROOT / "README.md"

@@ -11,7 +11,6 @@ import pytest
 
 from bert_flax.errors import UserError
 from bert_flax.finetune.classify_data import (
-    LABELS_FILENAME,
     ClassificationExamples,
     LabelSet,
     encode,
@@ -19,7 +18,13 @@ from bert_flax.finetune.classify_data import (
     select_columns,
     unseen_label_counts,
 )
-from bert_flax.finetune.classify_metrics import accuracy, classification_report, confusion_matrix, macro_f1
+from bert_flax.finetune.classify_metrics import (
+    accuracy,
+    classification_report,
+    confusion_matrix,
+    macro_f1,
+)
+from bert_flax.run.layout import RunDir
 
 CLS, SEP, PAD, HELLO, WORLD = 101, 102, 0, 7592, 2088  # bert-base-uncased vocabulary ids
 
@@ -212,12 +217,12 @@ def test_unseen_eval_label_maps_to_minus_one_and_is_counted() -> None:
 
 def test_label_set_save_and_load(tmp_path: Path) -> None:
     label_set = LabelSet.from_labels(["b", "a", "é"])
-    path = tmp_path / LABELS_FILENAME
+    path = tmp_path / RunDir.LABELS
     label_set.save(path)
     assert json.loads(path.read_text(encoding="utf-8")) == {"labels": ["a", "b", "é"]}
     assert LabelSet.load(path) == label_set
     with pytest.raises(UserError, match="does not exist"):
-        LabelSet.load(tmp_path / "absent" / LABELS_FILENAME)
+        LabelSet.load(tmp_path / "absent" / RunDir.LABELS)
     _write(path, '{"names": []}')
     with pytest.raises(UserError, match="not a label file"):
         LabelSet.load(path)

@@ -16,7 +16,7 @@ from conftest import REPO_ROOT
 
 from bert_flax.cli import main
 from bert_flax.errors import EXIT_BAD_INPUT
-from bert_flax.run_dir import read_metrics
+from bert_flax.run.metrics import read_metrics
 
 METRICS = ("loss", "mlm_loss", "mlm_accuracy", "perplexity", "nsp_loss", "nsp_accuracy")
 # Same batches, same params, same jitted eval step: only float summation order may differ.
@@ -94,7 +94,12 @@ def test_eval_gives_the_trainers_eval_event(
 
 def tiny_model_dir(out: Path, tokenizer_dir: Path, head: str) -> Path:
     """A save_pretrained directory with the run's tokenizer and a small model without pre-training heads."""
-    from transformers import BertConfig, BertTokenizerFast, FlaxBertForSequenceClassification, FlaxBertModel
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        FlaxBertForSequenceClassification,
+        FlaxBertModel,
+    )
 
     tokenizer = BertTokenizerFast.from_pretrained(tokenizer_dir)
     config = BertConfig(

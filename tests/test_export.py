@@ -13,9 +13,9 @@ import transformers
 from safetensors import safe_open
 
 from bert_flax.cli import main
-from bert_flax.export import export
-from bert_flax.sources import load_model_source
-from bert_flax.verify import verify_export
+from bert_flax.interop.export import export
+from bert_flax.interop.sources import load_model_source
+from bert_flax.interop.verify import verify_export
 
 
 @pytest.fixture(scope="module")
@@ -193,9 +193,9 @@ def test_model_init_accepts_a_run_and_a_pytorch_export(
     run_dir: Path, tmp_path: Path, corpus_path: Path, smoke_cache: Path
 ) -> None:
     """Continued pre-training can start from one of our runs or from its PyTorch export, all heads included."""
-    from bert_flax.model import build_model
-
     from conftest import smoke_config
+
+    from bert_flax.model.pretraining import build_model
 
     export(str(run_dir), tmp_path / "pt")
     final = load_model_source(str(run_dir / "final")).params

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from transformers import FlaxBertForPreTraining
 
 from bert_flax.config import load_config
-from bert_flax.export import export
-from bert_flax.sources import load_model_source
-from bert_flax.train import pretrain
-
-from conftest import REPO_ROOT
+from bert_flax.interop.export import export
+from bert_flax.interop.sources import load_model_source
+from bert_flax.pretrain import pretrain
 
 PYTHON = os.environ.get("BERT_FLAX_TRANSFORMERS5_PYTHON", "")
 

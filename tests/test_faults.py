@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT, smoke_config
 
 from bert_flax.errors import EXIT_STOPPED_BY_SIGNAL
-from bert_flax.train import pretrain
-
-from conftest import REPO_ROOT, smoke_config
+from bert_flax.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 

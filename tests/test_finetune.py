@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from finetune_data import pair_questions, topic_rows, write_squad, write_topic_csv
 from transformers import FlaxBertForSequenceClassification
 
 from bert_flax.cli import main
 from bert_flax.config import load_config
 from bert_flax.finetune.run import finetune
-from bert_flax.run_dir import read_metrics
-
-from finetune_data import pair_questions, topic_rows, write_squad, write_topic_csv
+from bert_flax.run.metrics import read_metrics
 
 TIMINGS = ("elapsed_seconds", "tokens_per_second")
 

@@ -10,20 +10,19 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from finetune_data import pair_questions, topic_rows, write_squad, write_topic_csv
 from safetensors import safe_open
+from test_export import load_clean
+from test_finetune import tiny
 
 from bert_flax.cli import main
 from bert_flax.config import load_config
-from bert_flax.export import export
 from bert_flax.finetune.run import finetune
-from bert_flax.predict import Predictor
-from bert_flax.predict_heads import classify
-from bert_flax.sources import load_model_source
-from bert_flax.verify import VerificationFailed, verify_export
-
-from finetune_data import pair_questions, topic_rows, write_squad, write_topic_csv
-from test_export import load_clean
-from test_finetune import tiny
+from bert_flax.interop.export import export
+from bert_flax.interop.predict import Predictor
+from bert_flax.interop.predict_heads import classify
+from bert_flax.interop.sources import load_model_source
+from bert_flax.interop.verify import VerificationFailed, verify_export
 
 TORCH_CLASS = {"classify": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}
 HEAD = {"classify": "classifier", "qa": "qa_outputs"}
@@ -175,7 +174,7 @@ def test_bad_input(runs, smoke_run: Path, capsys, args: list[str], fragment: str
 
 def test_pretraining_can_start_from_a_fine_tuned_model(runs, minilm_dir: str) -> None:
     """model.init=a fine-tuned model keeps its encoder; the pre-training heads (and QA's missing pooler) start fresh."""
-    from bert_flax.model import build_model
+    from bert_flax.model.pretraining import build_model
 
     for source, fresh in ((runs["classify"] / "best", 2), (runs["qa"], 3)):
         overrides = [f"model.init={source}", f"tokenizer.name={minilm_dir}", "tokenizer.train=false"]

@@ -52,12 +52,12 @@ def _starting_eval(config: Config) -> tuple[dict[str, float], tuple[str, ...]]:
     """Eval metrics of the initial state that `pretrain(config)` would start from (same seed, same
     eval batches), and the head groups that start from random init."""
     from bert_flax.data.dataset import build_pretraining_data
-    from bert_flax.losses import pretraining_task
-    from bert_flax.model import build_model
-    from bert_flax.optim import learning_rate_schedule, make_optimizer
-    from bert_flax.parallel import make_data_parallel
-    from bert_flax.train import evaluate
-    from bert_flax.train_step import init_train_state
+    from bert_flax.engine.optim import learning_rate_schedule, make_optimizer
+    from bert_flax.engine.parallel import make_data_parallel
+    from bert_flax.engine.step import init_train_state
+    from bert_flax.model.losses import pretraining_task
+    from bert_flax.model.pretraining import build_model
+    from bert_flax.pretrain import heldout_metrics
 
     data = build_pretraining_data(config)
     pretrained = build_model(config, data.ids.vocab_size)
@@ -65,7 +65,7 @@ def _starting_eval(config: Config) -> tuple[dict[str, float], tuple[str, ...]]:
     schedule = learning_rate_schedule(config.optim, config.train.steps)
     parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
-    metrics = evaluate(parallel, state, data.eval.eval_batches(), config.train.objectives)
+    metrics = heldout_metrics(parallel, state, data.eval.eval_batches(), config.train.objectives)
     return metrics, pretrained.initialized_heads
 
 
@@ -80,7 +80,7 @@ def _nsp_majority(config: Config) -> float:
 def test_scratch_mini_bert_learns_mlm_and_nsp(meditations: Path, tmp_path: Path) -> None:
     """configs/meditations_scratch.yaml (at max_seq_len 64): held-out MLM loss far below the first
     step's and off the unigram plateau; held-out NSP above chance and the majority class."""
-    from bert_flax.train import pretrain
+    from bert_flax.pretrain import pretrain
 
     config = _config(SCRATCH, meditations, tmp_path / "cache", *SCRATCH_FAST)
     majority = _nsp_majority(config)  # 0.52 on the 266 held-out pairs
@@ -102,7 +102,7 @@ def test_scratch_mini_bert_learns_mlm_and_nsp(meditations: Path, tmp_path: Path)
 
 def test_minilm_continued_pretraining_improves_held_out_mlm(meditations: Path, minilm_dir: str, tmp_path: Path) -> None:
     """MiniLM (a BertModel without MLM/NSP heads, so both heads start random) improves held-out MLM."""
-    from bert_flax.train import pretrain
+    from bert_flax.pretrain import pretrain
 
     config = _config(
         CONTINUED,

@@ -19,15 +19,14 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import REPO_ROOT, smoke_config
 from transformers import FlaxBertForPreTraining
 
 from bert_flax.config import load_config
+from bert_flax.engine.parallel import initialize_distributed
 from bert_flax.errors import UserError
-from bert_flax.parallel import initialize_distributed
-from bert_flax.run_dir import read_metrics
-from bert_flax.train import pretrain
-
-from conftest import REPO_ROOT, smoke_config
+from bert_flax.pretrain import pretrain
+from bert_flax.run.metrics import read_metrics
 
 NUM_PROCESSES = 2
 DEVICES_PER_PROCESS = 4

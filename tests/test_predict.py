@@ -12,7 +12,7 @@ import pytest
 from transformers import BertTokenizerFast, FlaxBertForPreTraining
 
 from bert_flax.cli import main
-from bert_flax.predict import Predictor, fill_mask, next_sentence
+from bert_flax.interop.predict import Predictor, fill_mask, next_sentence
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_next_sentence_uses_hf_label_order(predictor: Predictor, reference) -> N
 
 def test_long_text_is_truncated_with_a_warning(predictor: Predictor, caplog: pytest.LogCaptureFixture) -> None:
     text = "[MASK] " + "virtue " * 600
-    with caplog.at_level(logging.WARNING, logger="bert_flax.predict"):
+    with caplog.at_level(logging.WARNING, logger="bert_flax.interop.predict"):
         (masks,) = fill_mask(predictor, [text], top_k=1)
     assert len(masks) == 1
     assert any("truncated" in record.getMessage() for record in caplog.records)

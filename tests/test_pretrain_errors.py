@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from bert_flax.cli import main
 from bert_flax.config import load_config
-from bert_flax.run_dir import create_run_dir
-
-from conftest import REPO_ROOT
+from bert_flax.run.layout import create_run_dir
 
 SMOKE = str(REPO_ROOT / "configs" / "smoke.yaml")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bert_flax import cli
-from bert_flax.progress import Progress, format_duration
+from bert_flax.run.progress import Progress, format_duration
 
 
 class Terminal(io.StringIO):

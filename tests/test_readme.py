@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bert_flax import cli
-from bert_flax.reference import generated_sections, replace_generated
 from conftest import REPO_ROOT
 from finetune_data import pair_questions, topic_rows, write_squad, write_topic_csv
+
+from bert_flax import cli
+from bert_flax.cli.reference import generated_sections, replace_generated
 
 README = REPO_ROOT / "README.md"
 NOT_RUN = {

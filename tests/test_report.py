@@ -19,7 +19,7 @@ from matplotlib.image import imread
 
 from bert_flax.cli import main
 from bert_flax.errors import EXIT_BAD_INPUT
-from bert_flax.run_dir import read_metrics
+from bert_flax.run.metrics import read_metrics
 
 PLOTS = ("loss", "accuracy", "learning_rate")
 TRAIN_BLUE, EVAL_ORANGE, LR_GREEN = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E), (0x2C, 0xA0, 0x2C)  # matplotlib C0, C1, C2
@@ -35,7 +35,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def run_dir(corpus_path: Path, smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 6-step smoke run with evals at 2, 4, 6 and checkpoints at 3, 6; reported once."""
-    from bert_flax.train import pretrain
+    from bert_flax.pretrain import pretrain
 
     run_dir = tmp_path_factory.mktemp("report") / "run"
     config = smoke_config(corpus_path, smoke_cache, "train.steps=6", "eval.every=2", "checkpoint.every=3")

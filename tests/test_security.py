@@ -10,14 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import smoke_config
 
 from bert_flax.cli import main
 from bert_flax.errors import UserError
-from bert_flax.run_dir import read_metrics
-from bert_flax.sources import load_model_source
-from bert_flax.train import pretrain
-
-from conftest import smoke_config
+from bert_flax.interop.sources import load_model_source
+from bert_flax.pretrain import pretrain
+from bert_flax.run.metrics import read_metrics
 
 
 class _Payload:
@@ -68,7 +67,7 @@ def test_pickle_planted_as_a_checkpoint_is_refused(
 
     with pytest.raises(UserError, match="cannot read checkpoint"):
         main(["export", str(planted), "--out", str(tmp_path / "out"), "--debug"])
-    with caplog.at_level(logging.WARNING, logger="bert_flax.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="bert_flax.engine.checkpoint"):
         result = pretrain(config, run_dir, show_progress=False)
     assert any("step 4 is unreadable" in record.getMessage() for record in caplog.records)
     assert result.finished and [r["step"] for r in read_metrics(run_dir, "train")] == [1, 2, 3, 4]

@@ -11,16 +11,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import smoke_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bert_flax.config import Config, LogConfig, config_to_dict
 from bert_flax.errors import UserError
-from bert_flax.loop import RunLog
-from bert_flax.run_dir import check_run_dir, create_run_dir, read_metrics
-from bert_flax.tensorboard import EventFileWriter, crc32c, crc32c_python
-from bert_flax.train import pretrain
-
-from conftest import smoke_config
+from bert_flax.pretrain import pretrain
+from bert_flax.run.layout import check_run_dir, create_run_dir
+from bert_flax.run.logs import RunLog
+from bert_flax.run.metrics import read_metrics
+from bert_flax.run.tensorboard import TensorBoardLog
 
 Series = dict[str, list[tuple[int, float]]]
 
@@ -48,18 +48,14 @@ def metrics_series(run_dir: Path, to_float32: bool = True) -> Series:
     return series
 
 
-def test_crc32c_known_answer() -> None:
-    assert crc32c_python(b"123456789") == 0xE3069283  # the CRC-32C check value
-    assert crc32c(b"brain.Event:2") == crc32c_python(b"brain.Event:2")
-
-
 def test_written_scalars_read_back_by_tensorboard(tmp_path: Path) -> None:
-    writer = EventFileWriter(tmp_path / "tb")
-    writer.add_scalars(1, {"train/loss": 7.25, "train/learning_rate": 1e-3}, wall_time=100.5)
-    writer.add_scalars(2, {"train/loss": 6.5, "eval/perplexity": 1e40}, wall_time=101.0)  # beyond float32
-    writer.add_scalars(300_000, {"train/loss": -0.1}, wall_time=102.0)  # a multi-byte varint step
-    writer.close()
-    assert writer.path.name.startswith("events.out.tfevents.")
+    log = TensorBoardLog(tmp_path / "tb")
+    log.log(1, {"train/loss": 7.25, "train/learning_rate": 1e-3}, wall_time=100.5)
+    log.log(2, {"train/loss": 6.5, "eval/perplexity": 1e40}, wall_time=101.0)  # beyond float32
+    log.log(300_000, {"train/loss": -0.1}, wall_time=102.0)
+    log.close()
+    (event_file,) = (tmp_path / "tb").iterdir()
+    assert event_file.name.startswith("events.out.tfevents.")
     events = _accumulator(tmp_path / "tb")
     assert events.file_version == 2.0  # "brain.Event:2" in the first event
     assert sorted(events.Tags()["scalars"]) == ["eval/perplexity", "train/learning_rate", "train/loss"]
@@ -70,15 +66,17 @@ def test_written_scalars_read_back_by_tensorboard(tmp_path: Path) -> None:
     assert events.Scalars("eval/perplexity")[0].value == np.inf
 
 
-def test_tensorboard_drops_a_record_with_a_wrong_crc(tmp_path: Path) -> None:
-    """The read-back test can fail: TensorBoard checks the CRCs we write."""
-    writer = EventFileWriter(tmp_path)
-    writer.add_scalars(1, {"train/loss": 1.0})
-    writer.close()
-    data = bytearray(writer.path.read_bytes())
-    data[-1] ^= 1  # the payload CRC of the scalar's event
-    writer.path.write_bytes(bytes(data))
-    assert read_events(tmp_path) == {}
+def test_a_new_log_replaces_the_old_event_files_only(tmp_path: Path) -> None:
+    """Resuming replays metrics.jsonl into a new file: the old events must not be read twice."""
+    first = TensorBoardLog(tmp_path)
+    first.log(1, {"train/loss": 1.0})
+    first.close()
+    (tmp_path / "notes.txt").write_text("kept")
+    second = TensorBoardLog(tmp_path)
+    second.log(2, {"train/loss": 0.5})
+    second.close()
+    assert read_events(tmp_path) == {"train/loss": [(2, 0.5)]}
+    assert (tmp_path / "notes.txt").read_text() == "kept"
 
 
 class FakeWandb(types.ModuleType):

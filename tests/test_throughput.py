@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import BATCH_KEYS, REPO_ROOT, smoke_config
 from transformers import BertConfig
 
+from bert_flax.bench import run_bench, synthetic_batch
 from bert_flax.cli import main
-from bert_flax.flops import encoder_parameters, flops_per_token
-from bert_flax.model import preset_config
-from bert_flax.throughput import run_bench, synthetic_batch
-from bert_flax.prefetch import Prefetcher, maybe_prefetch
-from conftest import BATCH_KEYS, REPO_ROOT, smoke_config
+from bert_flax.engine.prefetch import Prefetcher, maybe_prefetch
+from bert_flax.model.flops import encoder_parameters, flops_per_token
+from bert_flax.model.pretraining import preset_config
 
 MODE_KEYS = {
     "compile_seconds",
@@ -57,7 +57,7 @@ def test_encoder_parameters_match_the_model(corpus_path, smoke_cache):
     """The formula counts exactly the parameters under bert/encoder of the real model."""
     import jax
 
-    from bert_flax.model import build_model
+    from bert_flax.model.pretraining import build_model
 
     config = smoke_config(corpus_path, smoke_cache)
     pretrained = build_model(config, 1000)

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from bert_flax.cli import _OVERRIDE, build_parser
 from bert_flax.config import load_config
-
-from conftest import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "tpu_vm.sh"
 CONFIG = "configs/meditations_scratch.yaml"

@@ -11,14 +11,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import REPO_ROOT, smoke_config
 from transformers import BertTokenizerFast, FlaxBertForPreTraining
 
 from bert_flax.cli import main
 from bert_flax.errors import UserError
-from bert_flax.run_dir import read_metrics
-from bert_flax.train import TrainingDiverged, pretrain
-
-from conftest import REPO_ROOT, smoke_config
+from bert_flax.pretrain import TrainingDiverged, pretrain
+from bert_flax.run.metrics import read_metrics
 
 METRIC_KEYS = {"step", "split", "loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy", "elapsed_seconds"}
 
@@ -136,7 +135,7 @@ def test_unreadable_checkpoint_falls_back_to_the_previous(
     config, run_dir = smoke_config(corpus_path, cache_dir, "checkpoint.every=1"), tmp_path / "damaged"
     pretrain(config, run_dir, stop_at=3, show_progress=False)
     _damage(run_dir / "checkpoints" / "3")
-    with caplog.at_level(logging.WARNING, logger="bert_flax.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="bert_flax.engine.checkpoint"):
         result = pretrain(config, run_dir, show_progress=False)
     assert result.finished
     assert any("step 3 is unreadable" in r.getMessage() for r in caplog.records)

@@ -10,18 +10,22 @@ import jax
 import numpy as np
 import optax
 import pytest
+from conftest import REPO_ROOT, smoke_config
 from transformers import FlaxBertForPreTraining
 
 from bert_flax.config import Config, OptimConfig
 from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.pipeline import DataPosition
-from bert_flax.losses import normalize, pretraining_task
-from bert_flax.model import PretrainingModel, build_model, init_params, preset_config
-from bert_flax.optim import decay_mask, learning_rate_schedule, make_optimizer
-from bert_flax.parallel import JitDataParallel, make_data_parallel
-from bert_flax.train_step import init_train_state, make_train_step, micro_batches
-
-from conftest import REPO_ROOT, smoke_config
+from bert_flax.engine.optim import decay_mask, learning_rate_schedule, make_optimizer
+from bert_flax.engine.parallel import JitDataParallel, make_data_parallel
+from bert_flax.engine.step import init_train_state, make_train_step, micro_batches
+from bert_flax.model.losses import normalize, pretraining_task
+from bert_flax.model.pretraining import (
+    PretrainingModel,
+    build_model,
+    init_params,
+    preset_config,
+)
 
 
 def _meditations_sha256() -> str:
@@ -82,7 +86,7 @@ def _one_device(task, tx, schedule, config):
 
 
 def _pmap(task, tx, schedule, config):
-    from bert_flax.pmap import PmapDataParallel
+    from bert_flax.engine.pmap import PmapDataParallel
 
     return PmapDataParallel(task, tx, schedule, config)
 

@@ -8,13 +8,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 from bert_flax.config import DataConfig
+from bert_flax.disk import write_file
 from bert_flax.errors import UserError
 
 PROJECT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -109,25 +109,24 @@ def download(manifest: dict, dest_dir: Path, timeout_s: float = 30.0) -> Path:
     if dest.is_file() and _sha256_file(dest) == manifest["sha256"]:
         return dest
     offline_hint = f"offline? download it elsewhere and pass data.path=/path/to/{manifest['filename']}"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(manifest["url"], timeout=timeout_s) as response:
+
+    def fetch(out: BinaryIO) -> None:
+        """Stream the file into `out`, hashing it; a mismatch raises before `dest` is written."""
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(manifest["url"], timeout=timeout_s) as response:
             for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
                 out.write(block)
-        actual = _sha256_file(tmp)
-        if actual != manifest["sha256"]:
+        if digest.hexdigest() != manifest["sha256"]:
             raise UserError(
-                f"download of {manifest['name']} from {manifest['url']} has sha256 {actual}, "
+                f"download of {manifest['name']} from {manifest['url']} has sha256 {digest.hexdigest()}, "
                 f"expected {manifest['sha256']}; the file was discarded ({offline_hint})"
             )
-        tmp.chmod(0o644)  # mkstemp makes it private; a corpus is not
-        os.replace(tmp, dest)
+
+    try:
+        write_file(dest, fetch)
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise UserError(f"cannot download {manifest['name']} from {manifest['url']} ({err}); {offline_hint}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from bert_flax.data.corpus import Corpus
 from bert_flax.data.sentences import split_sentences
+from bert_flax.disk import write_file
 
 # Bump when splitting or tokenizing changes, so old caches are not reused.
 FORMAT_VERSION = 1
@@ -87,12 +86,5 @@ def tokenize_corpus(corpus: Corpus, tokenizer: PreTrainedTokenizerBase, cache_di
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged cache entry is rebuilt below
     tokenized = tokenize_documents(corpus.documents, tokenizer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tok-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **dataclasses.asdict(tokenized))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_file(path, lambda f: np.savez(f, **dataclasses.asdict(tokenized)))
     return tokenized

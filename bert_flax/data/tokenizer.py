@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +13,9 @@ from transformers import BertTokenizerFast
 from bert_flax.config import TokenizerConfig
 from bert_flax.data.corpus import Corpus
 from bert_flax.data.wordpiece import learn_vocab
+from bert_flax.disk import write_dir
 from bert_flax.errors import UserError
-from bert_flax.hub import load_local_or_hub
+from bert_flax.interop.hub import load_local_or_hub
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _UNUSED = re.compile(r"^\[unused\d+\]$")
@@ -82,14 +80,7 @@ def trained_tokenizer_dir(corpus: Corpus, config: TokenizerConfig, cache_dir: Pa
     ).hexdigest()[:16]
     out_dir = cache_dir / "tokenizers" / key
     if not (out_dir / "tokenizer.json").is_file():
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".train-"))
-        try:
-            _train(corpus, config, tmp_dir)
-            shutil.rmtree(out_dir, ignore_errors=True)
-            os.replace(tmp_dir, out_dir)
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        write_dir(out_dir, lambda directory: _train(corpus, config, directory))
     return out_dir
 
 

@@ -16,10 +16,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from bert_flax.disk import write_file
 from bert_flax.errors import UserError
-from bert_flax.run_dir import write_atomic
 
-LABELS_FILENAME = "labels.json"  # the label set in a run directory
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
 _SUPPORTED = "a .csv, .tsv, .jsonl or .json file, a `datasets` directory or a `datasets` name"
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -260,7 +259,7 @@ class LabelSet:
 
     def save(self, path: Path) -> None:
         """Write the labels as JSON (id order), e.g. to RUN_DIR/labels.json."""
-        write_atomic(Path(path), json.dumps({"labels": list(self.names)}, indent=2, ensure_ascii=False) + "\n")
+        write_file(Path(path), json.dumps({"labels": list(self.names)}, indent=2, ensure_ascii=False) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> LabelSet:

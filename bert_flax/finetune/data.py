@@ -17,8 +17,14 @@ import numpy as np
 
 from bert_flax.config import Config
 from bert_flax.errors import UserError
-from bert_flax.finetune.classify_data import ClassificationExamples, LabelSet, encode, read_rows, select_columns
-from bert_flax.finetune.classify_data import unseen_label_counts
+from bert_flax.finetune.classify_data import (
+    ClassificationExamples,
+    LabelSet,
+    encode,
+    read_rows,
+    select_columns,
+    unseen_label_counts,
+)
 from bert_flax.finetune.qa_features import QAFeatures, make_features
 from bert_flax.finetune.squad import QAExample, examples_from_records, read_squad
 

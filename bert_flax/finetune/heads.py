@@ -15,12 +15,12 @@ import jax
 import numpy as np
 from transformers import BertConfig, BertTokenizerFast
 
-from bert_flax.architectures import ARCHITECTURES
 from bert_flax.config import Config
 from bert_flax.data.tokenizer import load_tokenizer
 from bert_flax.errors import UserError
-from bert_flax.model import compute_dtype, init_params, preset_config
-from bert_flax.sources import load_model_source
+from bert_flax.interop.sources import load_model_source
+from bert_flax.model.architectures import ARCHITECTURES
+from bert_flax.model.pretraining import compute_dtype, init_params, preset_config
 
 log = logging.getLogger(__name__)
 TASK_ARCHITECTURES = {"classify": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}

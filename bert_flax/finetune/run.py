@@ -20,25 +20,30 @@ from typing import Any, Iterator
 import jax
 import numpy as np
 
-from bert_flax.checkpoint import Checkpoints
 from bert_flax.config import Config
 from bert_flax.data.pipeline import DataPosition, local_rows
+from bert_flax.disk import write_file
+from bert_flax.engine.checkpoint import Checkpoints
+from bert_flax.engine.loop import StepLoop, is_main_process, start_run
+from bert_flax.engine.optim import learning_rate_schedule, make_optimizer
+from bert_flax.engine.parallel import DataParallel, make_data_parallel
+from bert_flax.engine.step import init_train_state
 from bert_flax.finetune import data as task_data
 from bert_flax.finetune.classify_metrics import classification_report
 from bert_flax.finetune.heads import TaskModel, build_task_model
 from bert_flax.finetune.qa_postprocess import best_answers
 from bert_flax.finetune.squad_metrics import squad_scores
 from bert_flax.finetune.tasks import classification_task, qa_task
-from bert_flax.losses import cross_entropy
-from bert_flax.optim import learning_rate_schedule, make_optimizer
-from bert_flax.parallel import DataParallel, make_data_parallel
-from bert_flax.loop import StepLoop, start_run, is_main_process
-from bert_flax.run_dir import create_run_dir, save_pretrained_dir, write_atomic
-from bert_flax.train import RunResult
-from bert_flax.train_step import init_train_state
+from bert_flax.model.losses import cross_entropy
+from bert_flax.pretrain import RunResult
+from bert_flax.run.layout import (
+    RunDir,
+    create_run_dir,
+    read_saved_eval,
+    save_pretrained_dir,
+)
 
 BEST_METRIC = {"classify": "accuracy", "qa": "f1"}
-LABELS_FILE, REPORT_FILE, BEST_DIR, FINAL_DIR = "labels.json", "eval_report.json", "best", "final"
 
 
 class _Evaluator:
@@ -84,9 +89,9 @@ class _Evaluator:
         return {key: float(value) for key, value in scores.items()}, {**scores, "predictions": answers}
 
 
-def _best_so_far(run_dir: Path, metric: str) -> float:
-    path = run_dir / BEST_DIR / "eval.json"
-    return float(json.loads(path.read_text())[metric]) if path.is_file() else -math.inf
+def _best_so_far(run: RunDir, metric: str) -> float:
+    saved = read_saved_eval(run.best)
+    return float(saved[metric]) if saved is not None else -math.inf
 
 
 def finetune(config: Config, run_dir: str | Path, stop_at: int | None = None, show_progress: bool = True) -> RunResult:
@@ -108,13 +113,14 @@ def finetune(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     tx = make_optimizer(config.optim, config.train.steps)
     parallel = make_data_parallel(objective, tx, learning_rate_schedule(config.optim, config.train.steps), config)
 
+    run = RunDir(run_dir)
     if is_main_process() and not resuming:
         create_run_dir(run_dir, config)
-        task_model.tokenizer.save_pretrained(run_dir / "tokenizer")
-        task_model.config.to_json_file(run_dir / "model_config.json")
+        task_model.tokenizer.save_pretrained(run.tokenizer)
+        task_model.config.to_json_file(run.model_config)
         if labels is not None:
-            labels.save(run_dir / LABELS_FILE)
-    checkpoints = Checkpoints(run_dir / "checkpoints", config.checkpoint.keep)
+            labels.save(run.labels)
+    checkpoints = Checkpoints(run_dir, config.checkpoint.keep)
     initial = parallel.place_state(init_train_state(task_model.params, tx, config.train.seed))
     restored = checkpoints.restore_latest(parallel.host_state(initial))
     state, start = (initial, 0) if restored is None else (parallel.place_state(restored[0]), restored[1].step)
@@ -132,8 +138,8 @@ def finetune(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     state, step, stopped_by = loop.run_all(state, start, stop, host_batches())
     finished = step >= config.train.steps and stopped_by is None
     if finished and is_main_process():
-        params = parallel.host_state(state).params
-        save_pretrained_dir(run_dir / FINAL_DIR, task_model.model, params, task_model.tokenizer, loop.last_eval or None)
+        params = jax.device_get(parallel.host_state(state).params)
+        save_pretrained_dir(run.final, task_model.model, params, task_model.tokenizer, loop.last_eval or None)
     return RunResult(run_dir, step, finished, loop.last_train, loop.last_eval, stopped_by)
 
 
@@ -144,7 +150,8 @@ class _Loop(StepLoop):
         super().__init__(*args)
         self.task_model, self.evaluator, self.has_eval = task_model, evaluator, evaluator is not None
         self.metric_name = BEST_METRIC[self.config.finetune.task]
-        self.best = _best_so_far(self.run_dir, self.metric_name)
+        self.layout = RunDir(self.run_dir)
+        self.best = _best_so_far(self.layout, self.metric_name)
 
     def train_values(self, raw: dict[str, float]) -> dict[str, float]:
         count = max(raw["count"], 1.0)
@@ -153,17 +160,17 @@ class _Loop(StepLoop):
             values["accuracy"] = raw["correct"] / count
         return values
 
-    def evaluate(self, step: int, state: Any) -> dict[str, float]:
+    def eval_values(self, step: int, state: Any) -> dict[str, float]:
         values, report = self.evaluator(self.parallel, state)
         if is_main_process():
-            write_atomic(self.run_dir / REPORT_FILE, json.dumps({"step": step, **report}, indent=2) + "\n")
+            write_file(self.layout.eval_report, json.dumps({"step": step, **report}, indent=2) + "\n")
         score = values[self.metric_name]
         if math.isfinite(score) and score > self.best:
             self.best = score
             if is_main_process():
-                params = self.parallel.host_state(state).params
+                params = jax.device_get(self.parallel.host_state(state).params)
                 save_pretrained_dir(
-                    self.run_dir / BEST_DIR,
+                    self.layout.best,
                     self.task_model.model,
                     params,
                     self.task_model.tokenizer,

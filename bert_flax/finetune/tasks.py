@@ -13,8 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from bert_flax.losses import cross_entropy
-from bert_flax.train_step import Task
+from bert_flax.engine.step import Task
+from bert_flax.model.losses import cross_entropy
 
 
 def _logits(model: Any, params: Any, batch: dict, dropout_rng: jax.Array | None) -> Any:
@@ -56,10 +56,10 @@ def classification_task(model: Any) -> Task:
         values = sums(_logits(model, params, batch, dropout_rng)[0], batch)
         return values["loss_sum"] / jnp.maximum(counts["count"], 1.0), values
 
-    def evaluate(params: Any, batch: dict) -> dict[str, jax.Array]:
+    def eval_outputs(params: Any, batch: dict) -> dict[str, jax.Array]:
         return {"logits": _logits(model, params, batch, None)[0].astype(jnp.float32)}
 
-    return Task(counts=counts, loss=loss, evaluate=evaluate, eval_rows=True)
+    return Task(counts=counts, loss=loss, eval_outputs=eval_outputs, eval_rows=True)
 
 
 def qa_task(model: Any) -> Task:
@@ -74,8 +74,8 @@ def qa_task(model: Any) -> Task:
         loss_sum = jnp.sum((start_B + end_B) / 2 * weights_B)
         return loss_sum / jnp.maximum(counts["count"], 1.0), {"loss_sum": loss_sum, "count": jnp.sum(weights_B)}
 
-    def evaluate(params: Any, batch: dict) -> dict[str, jax.Array]:
+    def eval_outputs(params: Any, batch: dict) -> dict[str, jax.Array]:
         start_logits_BxL, end_logits_BxL = _logits(model, params, batch, None)[:2]
         return {"start_logits": start_logits_BxL.astype(jnp.float32), "end_logits": end_logits_BxL.astype(jnp.float32)}
 
-    return Task(counts=counts, loss=loss, evaluate=evaluate, eval_rows=True)
+    return Task(counts=counts, loss=loss, eval_outputs=eval_outputs, eval_rows=True)

@@ -32,14 +32,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bert_flax.config import Config
 from bert_flax.data.masking import to_hf_labels
+from bert_flax.engine.optim import ADAM_EPS, learning_rate_schedule, make_optimizer
+from bert_flax.engine.parallel import check_batch_sizes, make_data_parallel
+from bert_flax.engine.prefetch import maybe_prefetch
+from bert_flax.engine.step import init_train_state
 from bert_flax.errors import UserError
-from bert_flax.flops import BASELINES, flops_per_token
-from bert_flax.losses import normalize, pretraining_task
-from bert_flax.model import PretrainingModel, build_model
-from bert_flax.optim import ADAM_EPS, learning_rate_schedule, make_optimizer
-from bert_flax.parallel import check_batch_sizes, make_data_parallel
-from bert_flax.prefetch import maybe_prefetch
-from bert_flax.train_step import init_train_state
+from bert_flax.model.flops import BASELINES, flops_per_token
+from bert_flax.model.losses import normalize, pretraining_task
+from bert_flax.model.pretraining import PretrainingModel, build_model
 
 SYNTHETIC_POOL = 8  # distinct synthetic batches, cycled
 

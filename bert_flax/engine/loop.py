@@ -11,20 +11,23 @@ from typing import Any, Iterator
 
 import jax
 
-from bert_flax.checkpoint import Checkpoints
 from bert_flax.config import Config
+from bert_flax.engine.checkpoint import Checkpoints
+from bert_flax.engine.parallel import (
+    DataParallel,
+    check_batch_sizes,
+    initialize_distributed,
+)
+from bert_flax.engine.preemption import StopSignals
+from bert_flax.engine.prefetch import Prefetcher
 from bert_flax.errors import UserError
-from bert_flax.parallel import DataParallel, check_batch_sizes, initialize_distributed
-from bert_flax.prefetch import Prefetcher
-from bert_flax.preemption import StopSignals
-from bert_flax.progress import Progress
-from bert_flax.run_dir import MetricsLog, check_run_dir, scalars
-from bert_flax.tensorboard import TensorBoardLog
-from bert_flax.wandb_log import WandbLog, import_wandb
+from bert_flax.run.layout import check_run_dir
+from bert_flax.run.logs import RunLog
+from bert_flax.run.progress import Progress
+from bert_flax.run.wandb_log import import_wandb
 
 CHECKED = ("loss", "grad_norm", "param_norm")  # non-finite: the run has diverged
 PREFETCH_BATCHES = 2  # host batches built ahead of the step, in a thread
-TENSORBOARD_DIR = "tensorboard"
 
 
 class TrainingDiverged(UserError):
@@ -49,42 +52,8 @@ def start_run(config: Config, run_dir: Path, stop_at: int | None) -> bool:
     return resuming
 
 
-class RunLog:
-    """Where a run's events go: metrics.jsonl, the source of truth, and on the main process the
-    TensorBoard event file and W&B that `config.log` asks for, under `split/key` tags. A log that
-    starts empty (TensorBoard always: its old files are replaced) first gets the events kept on resume,
-    so it never holds a point that metrics.jsonl dropped."""
-
-    def __init__(self, config: Config, run_dir: Path, start: int, enabled: bool) -> None:
-        self.jsonl = MetricsLog(run_dir, start, enabled=enabled)
-        self.elapsed_before = self.jsonl.elapsed_before  # a resumed run's clock continues
-        self.sinks: list[WandbLog | TensorBoardLog] = []
-        if enabled and config.log.wandb:
-            self.sinks.append(WandbLog(config, run_dir))
-        if enabled and config.log.tensorboard:
-            self.sinks.append(TensorBoardLog(run_dir / TENSORBOARD_DIR))
-        now = time.time()
-        for record in self.jsonl.kept:  # their wall times: now, minus the training time since each
-            ago = self.elapsed_before - float(record.get("elapsed_seconds", self.elapsed_before))
-            for sink in self.sinks:
-                if sink.fresh:
-                    sink.log(record["step"], scalars(record), now - ago)
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.jsonl.write(record)
-        if self.sinks:
-            values, now = scalars(record), time.time()
-            for sink in self.sinks:
-                sink.log(record["step"], values, now)
-
-    def close(self, failed: bool = False) -> None:
-        for sink in self.sinks:
-            sink.close(failed)
-        self.sinks = []
-
-
 class StepLoop:
-    """Steps of one run. Subclasses define `train_values` and, when `has_eval`, `evaluate`."""
+    """Steps of one run. Subclasses define `train_values` and, when `has_eval`, `eval_values`."""
 
     has_eval = False
 
@@ -112,7 +81,7 @@ class StepLoop:
         """The logged metrics of a step from its raw device metrics; must include CHECKED."""
         raise NotImplementedError
 
-    def evaluate(self, step: int, state: Any) -> dict[str, float]:
+    def eval_values(self, step: int, state: Any) -> dict[str, float]:
         raise NotImplementedError
 
     def elapsed(self) -> float:
@@ -140,7 +109,7 @@ class StepLoop:
         self.progress.update(step, values["loss"], tokens_per_second)
 
     def log_eval(self, step: int, state: Any) -> None:
-        values = self.evaluate(step, state)
+        values = self.eval_values(step, state)
         self.last_eval = values
         self.metrics.write({"step": step, "split": "eval", **values, "elapsed_seconds": self.elapsed()})
         shown = " ".join(f"{key} {value:.4f}" for key, value in values.items())

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bert_flax.model import pretraining_logits
-from bert_flax.train_step import Task
+from bert_flax.engine.step import Task
+from bert_flax.model.pretraining import pretraining_logits
 
 # Keys of the metric sums that a step returns; `normalize` turns them into means.
 SUM_KEYS = ("mlm_loss_sum", "mlm_correct", "mlm_count", "nsp_loss_sum", "nsp_correct", "nsp_count")
@@ -108,7 +108,7 @@ def pretraining_task(model: Any, objectives: tuple[str, ...]) -> Task:
         sums = metric_sums(*pretraining_logits(model, params, batch, objectives, dropout_rng), batch)
         return objective(sums, counts), sums
 
-    def evaluate(params: Any, batch: dict) -> dict[str, jax.Array]:
+    def eval_outputs(params: Any, batch: dict) -> dict[str, jax.Array]:
         return metric_sums(*pretraining_logits(model, params, batch, objectives), batch)
 
-    return Task(counts=batch_counts, loss=loss, evaluate=evaluate)
+    return Task(counts=batch_counts, loss=loss, eval_outputs=eval_outputs)

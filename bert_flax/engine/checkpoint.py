@@ -19,16 +19,17 @@ from jax.experimental import multihost_utils
 
 from bert_flax.data.pipeline import DataPosition
 from bert_flax.errors import UserError
+from bert_flax.run.layout import RunDir
 
 log = logging.getLogger(__name__)
-UNREADABLE_DIR = "unreadable_checkpoints"
 
 
 class Checkpoints:
     """A CheckpointManager over RUN_DIR/checkpoints holding {state, data} per step."""
 
-    def __init__(self, directory: Path, keep: int) -> None:
-        self.directory = Path(directory).absolute()
+    def __init__(self, run_dir: Path, keep: int) -> None:
+        run = RunDir(Path(run_dir).absolute())
+        self.directory, self.unreadable = run.checkpoints, run.unreadable_checkpoints
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
 
@@ -64,13 +65,13 @@ class Checkpoints:
         if steps:
             raise UserError(
                 f"no readable checkpoint in {self.directory} (steps {', '.join(map(str, steps))} failed to load); "
-                f"see {self.directory.parent / UNREADABLE_DIR} and start a new run with another --run-dir"
+                f"see {self.unreadable} and start a new run with another --run-dir"
             )
         return None
 
     def _move_aside(self, step: int) -> Path:
         """Process 0 moves the step (the directory is shared); every process waits for it, then rescans."""
-        aside = self.directory.parent / UNREADABLE_DIR / str(step)
+        aside = self.unreadable / str(step)
         if jax.process_index() == 0:
             aside.parent.mkdir(parents=True, exist_ok=True)
             if aside.exists():

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bert_flax.config import Config, config_to_dict
+from bert_flax.disk import write_file
 from bert_flax.errors import UserError
-from bert_flax.run_dir import write_atomic
-
-WANDB_ID_FILE = "wandb_id.txt"
+from bert_flax.run.layout import RunDir
 
 
 def import_wandb() -> Any:
@@ -34,10 +33,10 @@ class WandbLog:
 
     def __init__(self, config: Config, run_dir: Path) -> None:
         wandb = import_wandb()
-        id_path = run_dir / WANDB_ID_FILE
+        id_path = RunDir(run_dir).wandb_id
         self.fresh = not id_path.is_file()  # a new W&B run: give it the kept history
         if self.fresh:
-            write_atomic(id_path, uuid.uuid4().hex[:16] + "\n")
+            write_file(id_path, uuid.uuid4().hex[:16] + "\n")
         settings = config.log
         try:
             self.run = wandb.init(

@@ -29,13 +29,13 @@ class Task:
 
     counts(batch): the batch's normalisers (summed over devices and micro-batches before use).
     loss(params, batch, counts, dropout_rng): (the loss to differentiate, metric sums).
-    evaluate(params, batch): without dropout; metric sums, or with `eval_rows` per-row outputs
+    eval_outputs(params, batch): without dropout; metric sums, or with `eval_rows` per-row outputs
     (e.g. logits) that stay split along the batch.
     """
 
     counts: Callable[[Batch], Metrics]
     loss: Callable[[Params, Batch, Metrics, jax.Array], tuple[jax.Array, Metrics]]
-    evaluate: Callable[[Params, Batch], Any]
+    eval_outputs: Callable[[Params, Batch], Any]
     eval_rows: bool = False
 
 
@@ -117,7 +117,7 @@ def make_eval_step(task: Task, axis_name: str | None = None) -> Callable[[Params
     """A pure `eval_step(params, batch)`: the task's eval sums (psum-ed over `axis_name`) or rows."""
 
     def eval_step(params: Params, batch: Batch) -> Any:
-        outputs = task.evaluate(params, batch)
+        outputs = task.eval_outputs(params, batch)
         return outputs if axis_name is None or task.eval_rows else jax.lax.psum(outputs, axis_name)
 
     return eval_step

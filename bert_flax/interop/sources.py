@@ -11,7 +11,6 @@ A SOURCE is one of: a run directory (its newest readable checkpoint), one checkp
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -23,10 +22,11 @@ import transformers
 from transformers import BertConfig, BertTokenizerFast
 from transformers.modeling_flax_utils import FlaxPreTrainedModel
 
-from bert_flax.architectures import architecture_named
-from bert_flax.checkpoint import read_params
+from bert_flax.engine.checkpoint import read_params
 from bert_flax.errors import UserError
-from bert_flax.hub import load_local_or_hub
+from bert_flax.interop.hub import load_local_or_hub
+from bert_flax.model.architectures import architecture_named
+from bert_flax.run.layout import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,6 @@ def _drop_flax_deprecation(record: logging.LogRecord) -> bool:
 
 logging.getLogger("transformers.modeling_flax_utils").addFilter(_drop_flax_deprecation)
 OFFLINE_FIX = "pass a run directory or a save_pretrained directory (offline, a local path)"
-RUN_CONFIG_FILE, MODEL_CONFIG_FILE, TOKENIZER_DIR, CHECKPOINTS_DIR = (
-    "config.yaml",
-    "model_config.json",
-    "tokenizer",
-    "checkpoints",
-)
 
 
 @dataclasses.dataclass
@@ -68,27 +62,18 @@ class LoadedModel:
         return tokenizer
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / RUN_CONFIG_FILE).is_file() and (path / CHECKPOINTS_DIR).is_dir()
-
-
-def checkpoint_steps(run_dir: Path) -> list[int]:
-    """Saved steps of a run, oldest first (Orbax step directories are plain integers)."""
-    directory = run_dir / CHECKPOINTS_DIR
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "state").is_dir())
-
-
-def _run_config(run_dir: Path) -> BertConfig:
-    for path in (run_dir / MODEL_CONFIG_FILE, run_dir / "final" / "config.json"):
+def _run_config(run: RunDir) -> BertConfig:
+    for path in (run.model_config, run.final / "config.json"):
         if path.is_file():
             return BertConfig.from_json_file(str(path))
     raise UserError(
-        f"run {run_dir} has no {MODEL_CONFIG_FILE}; it was written by an older bert-flax, export its final/"
+        f"run {run.path} has no {RunDir.MODEL_CONFIG}; it was written by an older bert-flax, export its final/"
     )
 
 
 def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
-    steps = checkpoint_steps(run_dir)
+    run = RunDir(run_dir)
+    steps = run.checkpoint_steps()
     if not steps:
         raise UserError(f"run {run_dir} has no checkpoint yet; train it first or pass a model directory")
     if step is not None and step not in steps:
@@ -96,16 +81,16 @@ def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
     candidates = [step] if step is not None else list(reversed(steps))
     for index, candidate in enumerate(candidates):
         try:
-            params = read_params(run_dir / CHECKPOINTS_DIR / str(candidate))
+            params = read_params(run.checkpoints / str(candidate))
         except UserError as err:
             if index == len(candidates) - 1:
                 raise
             log.warning("%s; using the previous checkpoint", err)
             continue
         return LoadedModel(
-            _run_config(run_dir),
+            _run_config(run),
             params,
-            str(run_dir / TOKENIZER_DIR),
+            str(run.tokenizer),
             f"run {run_dir}, step {candidate}",
             run_dir,
             candidate,
@@ -143,16 +128,16 @@ def load_model_source(source: str, seed: int = 0, fix: str = OFFLINE_FIX) -> Loa
     `seed` initialises weights the checkpoint lacks; `fix` ends the error when nothing loads.
     """
     path = Path(source).expanduser()
-    if path.is_dir() and is_run_dir(path):
+    if path.is_dir() and RunDir(path).is_run():
         return _from_run(path, None)
-    if path.is_dir() and path.name.isdigit() and path.parent.name == CHECKPOINTS_DIR and is_run_dir(path.parents[1]):
+    if path.is_dir() and path.name.isdigit() and path.parent.name == RunDir.CHECKPOINTS and RunDir(path.parents[1]).is_run():
         return _from_run(path.parents[1], int(path.name))
     if path.is_file():
         raise UserError(f"{source} is a file; pass a model directory, a run directory or a hub name")
     if not path.exists() and _is_path_not_hub_name(source):
         raise UserError(f"cannot load model {source}: it does not exist; pass a model directory, a run directory or a hub name")
     if path.is_dir() and not (path / "config.json").is_file():
-        raise UserError(f"{source} is not a model: no config.json (nor a bert-flax run with {RUN_CONFIG_FILE})")
+        raise UserError(f"{source} is not a model: no config.json (nor a bert-flax run with {RunDir.CONFIG})")
     if path.is_dir():
         _check_bin_is_a_state_dict(path)
     return _from_pretrained(source, seed, fix)
@@ -189,16 +174,3 @@ def _check_bin_is_a_state_dict(path: Path) -> None:
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise UserError(f"{bin_file} is not a plain state dict of tensors; save the model with save_pretrained")
 
-
-def run_summary(run_dir: Path) -> dict[str, Any]:
-    """The last train and eval events of a run's metrics.jsonl, for model cards."""
-    summary: dict[str, Any] = {}
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        for line in metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            summary[record.get("split", "train")] = record
-    return summary

@@ -13,21 +13,17 @@ from typing import Any
 import jax
 import numpy as np
 
-from bert_flax.checkpoint import Checkpoints
 from bert_flax.config import Config
 from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.pipeline import DataPosition, local_rows
-from bert_flax.losses import normalize, pretraining_task
-from bert_flax.model import build_model
-from bert_flax.optim import learning_rate_schedule, make_optimizer
-from bert_flax.parallel import DataParallel, make_data_parallel
-from bert_flax.loop import StepLoop, start_run, TrainingDiverged, is_main_process  # noqa: F401  (TrainingDiverged: API)
-from bert_flax.run_dir import create_run_dir, save_pretrained_dir
-from bert_flax.train_step import init_train_state
-
-FINAL_DIR = "final"
-TOKENIZER_DIR = "tokenizer"
-MODEL_CONFIG_FILE = "model_config.json"  # the BertConfig of the checkpoints' params
+from bert_flax.engine.checkpoint import Checkpoints
+from bert_flax.engine.loop import StepLoop, TrainingDiverged, is_main_process, start_run  # noqa: F401  (TrainingDiverged: API)
+from bert_flax.engine.optim import learning_rate_schedule, make_optimizer
+from bert_flax.engine.parallel import DataParallel, make_data_parallel
+from bert_flax.engine.step import init_train_state
+from bert_flax.model.losses import normalize, pretraining_task
+from bert_flax.model.pretraining import build_model
+from bert_flax.run.layout import RunDir, create_run_dir, save_pretrained_dir
 
 
 @dataclasses.dataclass
@@ -40,7 +36,7 @@ class RunResult:
     stopped_by: str | None = None  # "SIGTERM"/"SIGINT": checkpointed at `step` and stopped
 
 
-def evaluate(
+def heldout_metrics(
     parallel: DataParallel, state: Any, batches: list[dict[str, np.ndarray]], objectives: tuple[str, ...]
 ) -> dict[str, float]:
     """MLM loss/accuracy/perplexity and NSP loss/accuracy over all eval batches (one host sync)."""
@@ -67,8 +63,8 @@ class _Trainer(StepLoop):
         normalized = normalize(raw, self.config.train.objectives)
         return {**normalized, "grad_norm": raw["grad_norm"], "param_norm": raw["param_norm"]}
 
-    def evaluate(self, step: int, state: Any) -> dict[str, float]:
-        return evaluate(self.parallel, state, self.eval_batches, self.config.train.objectives)
+    def eval_values(self, step: int, state: Any) -> dict[str, float]:
+        return heldout_metrics(self.parallel, state, self.eval_batches, self.config.train.objectives)
 
 
 def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, show_progress: bool = True) -> RunResult:
@@ -81,11 +77,12 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     tx = make_optimizer(config.optim, config.train.steps)
     parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
 
+    run = RunDir(run_dir)
     if is_main_process() and not resuming:
         create_run_dir(run_dir, config)
-        data.tokenizer.save_pretrained(run_dir / TOKENIZER_DIR)
-        pretrained.config.to_json_file(run_dir / MODEL_CONFIG_FILE)  # checkpoints hold params only
-    checkpoints = Checkpoints(run_dir / "checkpoints", config.checkpoint.keep)
+        data.tokenizer.save_pretrained(run.tokenizer)
+        pretrained.config.to_json_file(run.model_config)  # checkpoints hold params only
+    checkpoints = Checkpoints(run_dir, config.checkpoint.keep)
     initial = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
     restored = checkpoints.restore_latest(parallel.host_state(initial))
     if restored is None:
@@ -102,6 +99,6 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     state, step, stopped_by = trainer.run_all(state, start, stop, host_batches)
     finished = step >= config.train.steps and stopped_by is None
     if finished and is_main_process():
-        params = parallel.host_state(state).params
-        save_pretrained_dir(run_dir / FINAL_DIR, pretrained.model, params, data.tokenizer)
+        params = jax.device_get(parallel.host_state(state).params)
+        save_pretrained_dir(run.final, pretrained.model, params, data.tokenizer)
     return RunResult(run_dir, step, finished, trainer.last_train, trainer.last_eval, stopped_by)

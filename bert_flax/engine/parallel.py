@@ -17,8 +17,15 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bert_flax.config import Config, ParallelConfig
+from bert_flax.engine.step import (
+    Batch,
+    Metrics,
+    Task,
+    TrainState,
+    make_eval_step,
+    make_train_step,
+)
 from bert_flax.errors import UserError
-from bert_flax.train_step import Batch, Metrics, Task, TrainState, make_eval_step, make_train_step
 
 DATA_AXIS = "data"
 
@@ -148,7 +155,7 @@ def make_data_parallel(
     if config.parallel.mode == "pmap":
         if jax.process_count() > 1:  # its checkpoints hold per-process arrays: saving them would hang
             raise UserError("parallel.mode=pmap runs in one process only; use parallel.mode=jit with several processes")
-        from bert_flax.pmap import PmapDataParallel
+        from bert_flax.engine.pmap import PmapDataParallel
 
         return PmapDataParallel(task, tx, schedule, config)
     return JitDataParallel(task, tx, schedule, config)

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import safetensors.flax
 
-from bert_flax.architectures import Architecture, architecture_of, check_heads
+from bert_flax.disk import write_dir, write_file
 from bert_flax.errors import UserError
-from bert_flax.interop import EXPORT_DTYPES, to_torch_state
-from bert_flax.sources import LoadedModel, load_model_source, run_summary
+from bert_flax.interop.sources import LoadedModel, load_model_source
+from bert_flax.interop.torch_state import EXPORT_DTYPES, to_torch_state
+from bert_flax.model.architectures import Architecture, architecture_of, check_heads
+from bert_flax.run.layout import RunDir
+from bert_flax.run.metrics import last_events
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -69,8 +70,8 @@ def _model_card(loaded: LoadedModel, architecture: Architecture, dtype: str) -> 
         f"Exported from {loaded.description} as `{name}` weights in {dtype}.",
     ]
     if loaded.run_dir is not None:
-        config_yaml = (loaded.run_dir / "config.yaml").read_text(encoding="utf-8")
-        summary = run_summary(loaded.run_dir)
+        config_yaml = RunDir(loaded.run_dir).config.read_text(encoding="utf-8")
+        summary = last_events(loaded.run_dir)
         lines += ["", "## Training config", "", "```yaml", config_yaml.rstrip(), "```"]
         if "eval" in summary:
             shown = {k: v for k, v in summary["eval"].items() if k not in ("split", "elapsed_seconds")}
@@ -98,9 +99,9 @@ def write_export(loaded: LoadedModel, directory: Path, dtype: str) -> int:
     state = to_torch_state(loaded.params, dtype)
     safetensors.flax.save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     config = _config_json(loaded, architecture, dtype)
-    (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_file(directory / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(directory)
-    (directory / "README.md").write_text(_model_card(loaded, architecture, dtype), encoding="utf-8")
+    write_file(directory / "README.md", _model_card(loaded, architecture, dtype))
     return len(state)
 
 
@@ -116,19 +117,14 @@ def export(
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; choose a directory for --out")
     loaded = load_model_source(source)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
-    try:
-        num_tensors = write_export(loaded, tmp, dtype)
-        verification = None
-        if verify:
-            from bert_flax.verify import verify_export
+    written: dict[str, Any] = {}
 
-            verification = verify_export(tmp, loaded, dtype)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return ExportResult(out, loaded.description, dtype, num_tensors, verification)
+    def fill(directory: Path) -> None:
+        written["num_tensors"] = write_export(loaded, directory, dtype)
+        if verify:
+            from bert_flax.interop.verify import verify_export
+
+            written["verification"] = verify_export(directory, loaded, dtype)
+
+    write_dir(out, fill)
+    return ExportResult(out, loaded.description, dtype, written["num_tensors"], written.get("verification"))

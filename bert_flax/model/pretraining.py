@@ -19,7 +19,7 @@ from transformers import BertConfig, FlaxBertForPreTraining
 
 from bert_flax.config import MODEL_PRESETS, PRESET_MAX_POSITIONS, Config
 from bert_flax.errors import UserError
-from bert_flax.sources import load_model_source
+from bert_flax.interop.sources import load_model_source
 
 Params = dict[str, Any]
 # Parameter groups that a checkpoint without pre-training heads (a BertModel) lacks.

@@ -8,13 +8,10 @@ notebook's backend alone.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import statistics
-import uuid
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -22,11 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from bert_flax.config import MODEL_PRESETS, Config, load_config
-from bert_flax.disk import check_writable_dir
+from bert_flax.disk import check_writable_dir, write_file
 from bert_flax.errors import UserError
-from bert_flax.run_dir import CONFIG_FILE, METRICS_FILE, read_metrics
+from bert_flax.run.layout import RunDir, read_saved_eval
+from bert_flax.run.metrics import read_metrics
 
-PLOTS_DIR, REPORT_FILE = "plots", "report.md"
 DPI = 150
 SMOOTH_FROM = 50  # train curves with this many points get a moving average over the raw (faint) curve
 LOSS_KEYS = ("loss", "mlm_loss", "nsp_loss")
@@ -82,21 +79,21 @@ def check_run(run_dir: Path) -> tuple[Config, list[dict[str, Any]]]:
     """The run's config and events, or a UserError; nothing is written before this passes."""
     if not run_dir.exists():
         raise UserError(f"run dir {run_dir} does not exist; pass the --run-dir of a pretrain or finetune run")
-    if not (run_dir / CONFIG_FILE).is_file():
+    if not RunDir(run_dir).config.is_file():
         raise UserError(
-            f"{run_dir} is not a bert-flax run (no {CONFIG_FILE}); pass the --run-dir of a pretrain or finetune run"
+            f"{run_dir} is not a bert-flax run (no {RunDir.CONFIG}); pass the --run-dir of a pretrain or finetune run"
         )
     try:
-        config = load_config(run_dir / CONFIG_FILE)
+        config = load_config(RunDir(run_dir).config)
     except UserError as err:
-        raise UserError(f"run dir {run_dir} has a {CONFIG_FILE} that cannot be read ({err})") from None
+        raise UserError(f"run dir {run_dir} has a {RunDir.CONFIG} that cannot be read ({err})") from None
     events = read_events(run_dir)
     if not any(event["split"] == "train" for event in events):
         raise UserError(
-            f"nothing to report: {run_dir} has no {METRICS_FILE} events yet; "
+            f"nothing to report: {run_dir} has no {RunDir.METRICS} events yet; "
             f"run bert-flax pretrain (or finetune) with --run-dir {run_dir} first"
         )
-    check_writable_dir(run_dir / PLOTS_DIR, "plots dir", "move it away or copy the run dir somewhere writable")
+    check_writable_dir(RunDir(run_dir).plots, "plots dir", "move it away or copy the run dir somewhere writable")
     return config, events
 
 
@@ -128,20 +125,9 @@ def _model(config: Config) -> str:
     return f"preset {config.model.preset}, random init ({layers} layers, hidden {hidden}, {config.model.dtype})"
 
 
-def _dir_names(path: Path) -> list[int]:
-    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def summarize(run_dir: Path, config: Config, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The summary that the table, report.md and `--json` show."""
+    run = RunDir(run_dir)
     train = [e for e in events if e["split"] == "train"]
     evals = [e for e in events if e["split"] == "eval"]
     pretraining = any(key in e for e in train for key in ("mlm_loss", "nsp_loss"))
@@ -165,9 +151,9 @@ def summarize(run_dir: Path, config: Config, events: list[dict[str, Any]]) -> di
         "final_train": _metrics(train[-1]),
         "final_eval": _metrics(evals[-1] if evals else None),
         "best_eval": best_eval(evals),
-        "best_saved": _read_json(run_dir / "best" / "eval.json"),
-        "checkpoints": _dir_names(run_dir / "checkpoints"),
-        "final_present": (run_dir / "final").is_dir(),
+        "best_saved": read_saved_eval(run.best),
+        "checkpoints": run.checkpoint_steps(),
+        "final_present": run.final.is_dir(),
     }
 
 
@@ -293,21 +279,8 @@ def _panel_figure(title: str, count: int) -> tuple[Figure, list[Any]]:
     return figure, list(axes[:count])
 
 
-def _replace(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """`write` into a new file beside `path`, then rename it into place: a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with tmp.open("xb") as f:  # not mkstemp: the file gets the user's umask, like any other output
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _save(figure: Figure, path: Path) -> Path:
-    return _replace(path, lambda f: figure.savefig(f, format="png", dpi=DPI))
+    return write_file(path, lambda f: figure.savefig(f, format="png", dpi=DPI))
 
 
 def _legend(figure: Figure, axes: list[Any]) -> None:
@@ -333,7 +306,7 @@ def write_plots(run_dir: Path, title: str, events: list[dict[str, Any]]) -> dict
     if len(components) < 2:  # one objective: its loss is the total loss
         losses = components or losses[:1]
     scores = [k for k in keys if direction(k) == "max" and _present(events, k)]
-    plots_dir = run_dir / PLOTS_DIR
+    plots_dir = RunDir(run_dir).plots
     plots_dir.mkdir(exist_ok=True)
     plots = {}
     for name, panel_keys, ylabel in (("loss", losses, "loss"), ("accuracy", scores, None)):
@@ -374,8 +347,8 @@ def write_report(run_dir: str | Path) -> Report:
     config, events = check_run(run_dir)
     summary = summarize(run_dir, config, events)
     plots = write_plots(run_dir, f"{run_dir.resolve().name} ({summary['task']})", events)
-    markdown = run_dir / REPORT_FILE
+    markdown = RunDir(run_dir).report
     text = format_markdown(summary, plots, run_dir)
-    _replace(markdown, lambda f: f.write(text.encode("utf-8")))
+    write_file(markdown, text)
     summary = _plain({**summary, "plots": plots, "report": markdown})
     return Report(run_dir, summary, plots, markdown)

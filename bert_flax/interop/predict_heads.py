@@ -21,8 +21,8 @@ from bert_flax.errors import UserError
 from bert_flax.finetune.qa_features import make_features
 from bert_flax.finetune.qa_postprocess import span_predictions
 from bert_flax.finetune.squad import QAExample
-from bert_flax.predict import BATCH_SIZE, Predictor, chunks
-from bert_flax.sources import RUN_CONFIG_FILE, is_run_dir
+from bert_flax.interop.predict import BATCH_SIZE, Predictor, chunks
+from bert_flax.run.layout import RunDir
 
 CLASSIFY, QA = "BertForSequenceClassification", "BertForQuestionAnswering"
 DEFAULT_QA_SEQ_LEN = 384  # SQuAD's usual window, when the source carries no fine-tuning config
@@ -56,7 +56,7 @@ def qa_settings(predictor: Predictor) -> QASettings:
     run_dir = _run_dir(predictor)
     if run_dir is None:
         return QASettings(min(DEFAULT_QA_SEQ_LEN, predictor.config.max_position_embeddings), FinetuneConfig())
-    raw = yaml.safe_load((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8")) or {}
+    raw = yaml.safe_load(RunDir(run_dir).config.read_text(encoding="utf-8")) or {}
     names = {field.name for field in dataclasses.fields(FinetuneConfig)}
     finetune = FinetuneConfig(**{k: v for k, v in (raw.get("finetune") or {}).items() if k in names})
     return QASettings(int(raw.get("data", {}).get("max_seq_len", DEFAULT_QA_SEQ_LEN)), finetune)
@@ -67,7 +67,7 @@ def _run_dir(predictor: Predictor) -> Path | None:
     if predictor.loaded.run_dir is not None:
         return predictor.loaded.run_dir
     parent = Path(predictor.source).expanduser().parent
-    return parent if is_run_dir(parent) else None
+    return parent if RunDir(parent).is_run() else None
 
 
 def answer_questions(

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from transformers import BertTokenizerFast
 
-from bert_flax.architectures import Architecture, architecture_of
 from bert_flax.errors import UserError
-from bert_flax.sources import LoadedModel
+from bert_flax.interop.sources import LoadedModel
+from bert_flax.model.architectures import Architecture, architecture_of
 
 # Allowed max |logit difference|. float32: 1e-4 absolute (only the order of float operations
 # differs). bf16/fp16 round every weight to 8/11 significant bits (relative error up to 2^-9/2^-12)
