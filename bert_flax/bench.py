@@ -42,6 +42,7 @@ from bert_flax.model.losses import normalize, pretraining_task
 from bert_flax.model.pretraining import PretrainingModel, build_model
 
 SYNTHETIC_POOL = 8  # distinct synthetic batches, cycled
+Batches = Callable[[], Iterator[dict]]  # a factory of fresh, identical host-batch iterators
 
 
 def measure_peak_tflops(dtype: jnp.dtype, size: int | None = None, repeats: int = 10) -> float:
@@ -261,8 +262,8 @@ def _summary(
     }
 
 
-def _host_batches(config: Config, data: str, vocab_size: int, train_stream: Any) -> Callable[[], Iterator[dict]]:
-    """A factory of fresh, identical host batch iterators (each mode starts from the same batches)."""
+def _host_batches(config: Config, data: str, vocab_size: int, train_stream: Any) -> Batches:
+    """Each mode starts from the same batches: the corpus' (`real`) or a pool of synthetic ones."""
     if data == "real":
         return lambda: (batch for batch, _ in train_stream.iterate())
     rng = np.random.default_rng(config.train.seed)
@@ -280,6 +281,56 @@ def _report(mode: _Mode, summary: tuple, last_loss: float) -> dict[str, Any]:
     }
 
 
+def _check_options(
+    steps: int, warmup: int, baseline: str | None, data: str, prefetch: int, peak: float | None, measure: bool
+) -> None:
+    if steps < 1 or warmup < 0 or prefetch < 0:
+        raise UserError(f"--steps must be ≥ 1, --warmup and --prefetch ≥ 0; got {steps}, {warmup}, {prefetch}")
+    if baseline is not None and baseline not in BASELINES:
+        raise UserError(f"--baseline must be one of {', '.join(BASELINES)}; got {baseline!r}")
+    if data not in ("synthetic", "real"):
+        raise UserError(f"--data must be synthetic or real; got {data!r}")
+    if peak is not None and (measure or peak <= 0):
+        raise UserError("--peak-tflops must be positive and cannot be combined with --measure-peak")
+
+
+def _model_and_batches(config: Config, data: str) -> tuple[PretrainingModel, int, Batches]:
+    """The model, its vocabulary size and the host-batch factory: from the corpus (`real`) or synthetic."""
+    train_stream = None
+    if data == "real":
+        from bert_flax.data.dataset import build_pretraining_data
+
+        prepared = build_pretraining_data(config)
+        vocab_size, train_stream = prepared.ids.vocab_size, prepared.train
+    else:
+        vocab_size = synthetic_vocab_size(config)
+    return build_model(config, vocab_size), vocab_size, _host_batches(config, data, vocab_size, train_stream)
+
+
+def _peak_tflops(given: float | None, measure: bool, dtype: jnp.dtype) -> tuple[float | None, str | None]:
+    """(peak TFLOP/s of one device, "given" / "measured"), or (None, None): no MFU then."""
+    if measure:
+        return measure_peak_tflops(dtype), "measured"
+    return given, None if given is None else "given"
+
+
+def _trainer_mode(config: Config, pretrained: PretrainingModel, batches: Batches, prefetch: int) -> tuple[_Mode, Any]:
+    """The trainer's own objects and calls: make_data_parallel → init_train_state → place_state."""
+    tx = make_optimizer(config.optim, config.train.steps)
+    schedule = learning_rate_schedule(config.optim, config.train.steps)
+    parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
+    state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
+    compile_step = lambda batch: parallel.compile_train_step(state, batch)  # noqa: E731
+    return _prepare(compile_step, parallel.train_step, state, parallel.place_batch, batches, prefetch), parallel
+
+
+def _hf_example_mode(config: Config, pretrained: PretrainingModel, batches: Batches, prefetch: int) -> _Mode:
+    hf = HFExampleStep(pretrained, config)
+    place = lambda batch: hf.place_batch(hf_batch(batch))  # noqa: E731
+    compile_step = lambda batch: hf.compile(hf.state, batch)  # noqa: E731
+    return _prepare(compile_step, hf.step, hf.state, place, batches, prefetch)
+
+
 def run_bench(
     config: Config,
     steps: int = 20,
@@ -291,63 +342,36 @@ def run_bench(
     measure_peak: bool = False,
 ) -> dict[str, Any]:
     """Time the trainer's step (and optionally the HF example's) on synthetic or real batches; one dict."""
-    if steps < 1 or warmup < 0 or prefetch < 0:
-        raise UserError(f"--steps must be ≥ 1, --warmup and --prefetch ≥ 0; got {steps}, {warmup}, {prefetch}")
-    if baseline is not None and baseline not in BASELINES:
-        raise UserError(f"--baseline must be one of {', '.join(BASELINES)}; got {baseline!r}")
-    if data not in ("synthetic", "real"):
-        raise UserError(f"--data must be synthetic or real; got {data!r}")
-    if peak_tflops is not None and (measure_peak or peak_tflops <= 0):
-        raise UserError("--peak-tflops must be positive and cannot be combined with --measure-peak")
+    _check_options(steps, warmup, baseline, data, prefetch, peak_tflops, measure_peak)
     check_batch_sizes(config, jax.device_count(), jax.process_count())
-    train_stream = None
-    if data == "real":
-        from bert_flax.data.dataset import build_pretraining_data
+    pretrained, vocab_size, new_batches = _model_and_batches(config, data)
+    peak_tflops, peak_source = _peak_tflops(peak_tflops, measure_peak, pretrained.model.dtype)
 
-        prepared = build_pretraining_data(config)
-        vocab_size, train_stream = prepared.ids.vocab_size, prepared.train
-    else:
-        vocab_size = synthetic_vocab_size(config)
-    pretrained = build_model(config, vocab_size)
+    ours, parallel = _trainer_mode(config, pretrained, new_batches, prefetch)
+    modes = {"ours": ours}
+    if baseline == "hf-example":
+        modes["hf-example"] = _hf_example_mode(config, pretrained, new_batches, prefetch)
+    _time_interleaved(list(modes.values()), steps, warmup)
+
     batch_size, seq_len = config.train.batch_size, config.data.max_seq_len
     num_predictions = config.masking.num_predictions(seq_len)
     per_token = flops_per_token(pretrained.config, seq_len, num_predictions)
-    num_devices = jax.device_count()
-    peak_source = "given" if peak_tflops is not None else None
-    if measure_peak:
-        peak_tflops, peak_source = measure_peak_tflops(pretrained.model.dtype), "measured"
-    peak_total = None if peak_tflops is None else peak_tflops * num_devices
-    new_batches = _host_batches(config, data, vocab_size, train_stream)
-    model_flops_per_step = per_token * batch_size * seq_len
-
-    # Ours: the trainer's objects and calls.
-    tx = make_optimizer(config.optim, config.train.steps)
-    schedule = learning_rate_schedule(config.optim, config.train.steps)
-    parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
-    state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
-    compile_ours = lambda batch: parallel.compile_train_step(state, batch)  # noqa: E731
-    ours = _prepare(compile_ours, parallel.train_step, state, parallel.place_batch, new_batches, prefetch)
-    modes = [ours]
-    if baseline == "hf-example":
-        hf = HFExampleStep(pretrained, config)
-        place = lambda batch: hf.place_batch(hf_batch(batch))  # noqa: E731
-        compile_hf = lambda batch: hf.compile(hf.state, batch)  # noqa: E731
-        modes.append(_prepare(compile_hf, hf.step, hf.state, place, new_batches, prefetch))
-    _time_interleaved(modes, steps, warmup)
-
-    summary = (batch_size * seq_len, batch_size, model_flops_per_step, peak_total)
-    last_loss = normalize(parallel.read_metrics(ours.outputs), config.train.objectives)["loss"]
-    results: dict[str, Any] = {"ours": _report(ours, summary, last_loss)}
-    if baseline == "hf-example":
-        results["hf-example"] = _report(modes[1], summary, float(modes[1].outputs["loss"]))
-        ratio = results["ours"]["tokens_per_second"] / results["hf-example"]["tokens_per_second"]
-        results["ratio_tokens_per_second"] = ratio
+    peak_total = None if peak_tflops is None else peak_tflops * jax.device_count()
+    summary = (batch_size * seq_len, batch_size, per_token * batch_size * seq_len, peak_total)
+    losses = {
+        "ours": normalize(parallel.read_metrics(ours.outputs), config.train.objectives)["loss"],
+        "hf-example": float(modes["hf-example"].outputs["loss"]) if "hf-example" in modes else None,
+    }
+    results: dict[str, Any] = {name: _report(mode, summary, losses[name]) for name, mode in modes.items()}
+    if "hf-example" in results:
+        ours_rate, hf_rate = (results[name]["tokens_per_second"] for name in ("ours", "hf-example"))
+        results["ratio_tokens_per_second"] = ours_rate / hf_rate
 
     device = jax.devices()[0]
     return {
         "backend": device.platform,
         "device_kind": device.device_kind,
-        "devices": num_devices,
+        "devices": jax.device_count(),
         "jax": jax.__version__,
         "preset": config.model.preset if not config.model.init else config.model.init,
         "layers": pretrained.config.num_hidden_layers,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import logging
 import math
 import typing
 from pathlib import Path
@@ -18,6 +18,8 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 import yaml
 
 from bert_flax.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # Google's BERT miniatures and the two published sizes. Heads: hidden / 64, FFN: 4 × hidden.
 MODEL_PRESETS: dict[str, dict[str, int]] = {
@@ -115,9 +117,10 @@ class _Section:
 @dataclasses.dataclass(frozen=True)
 class DataConfig(_Section):
     section: typing.ClassVar[str] = "data"
-    # Local text files or globs. Empty: read `dataset`, or else download the `corpus` manifest.
+    # Local text files or globs. Empty: read `dataset`, or else the `corpus` manifest's file.
     path: tuple[str, ...] = ()
-    # Name of a manifest in the project's data/ directory, used when path and dataset are empty.
+    # Name of a manifest in the project's data/ directory, used when path and dataset are empty: its
+    # file shipped beside it (meditations.txt), else its pinned download.
     corpus: str = "meditations"
     # A Hugging Face `datasets` source (datasets.load_dataset(dataset, dataset_config)).
     dataset: str = ""
@@ -138,14 +141,6 @@ class DataConfig(_Section):
     short_seq_prob: float = 0.1
     # Where downloads and tokenized corpora are cached. Empty: $BERT_FLAX_CACHE or ~/.cache/bert_flax.
     cache_dir: str = ""
-    # Fine-tuning: train and eval files (classify: .csv/.tsv/.jsonl; qa: SQuAD .json or .jsonl), or
-    # `dataset` with `dataset_split` for training and `dataset_eval_split` for evaluation.
-    train_path: str = ""
-    eval_path: str = ""
-    dataset_eval_split: str = "validation"
-    # Fine-tuning (classify): the optional second text of sentence pairs, and the label column.
-    text_pair_column: str = ""
-    label_column: str = "label"
 
     def _validate(self) -> None:
         self._check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
@@ -331,6 +326,14 @@ class FinetuneConfig(_Section):
     section: typing.ClassVar[str] = "finetune"
     # classify (sequence classification) or qa (extractive question answering); the CLI verb sets it.
     task: Literal["classify", "qa"] = "classify"
+    # Train and eval files (classify: .csv/.tsv/.jsonl; qa: SQuAD .json or .jsonl), or `data.dataset`
+    # with `data.dataset_split` for training and `dataset_eval_split` for evaluation.
+    train_path: str = ""
+    eval_path: str = ""
+    dataset_eval_split: str = "validation"
+    # classify: the optional second text of sentence pairs (the first is data.text_column), and the labels.
+    text_pair_column: str = ""
+    label_column: str = "label"
     # qa: tokens shared by consecutive windows of a long context (Hugging Face's `stride`).
     doc_stride: int = 128
     # qa: question tokens kept (longer questions are truncated).
@@ -386,12 +389,12 @@ class Config:
     log: LogConfig = LogConfig()
 
     def __post_init__(self) -> None:
-        max_positions = model_max_positions(self.model)
-        if self.data.max_seq_len > max_positions:
+        # A checkpoint's own position count (model.init) is checked where it is loaded.
+        if not self.model.init and self.data.max_seq_len > PRESET_MAX_POSITIONS:
             _fail(
                 "data.max_seq_len",
-                f"is {self.data.max_seq_len} but the model has only {max_positions} positions; "
-                f"use data.max_seq_len<={max_positions}",
+                f"is {self.data.max_seq_len} but the model has only {PRESET_MAX_POSITIONS} positions; "
+                f"use data.max_seq_len<={PRESET_MAX_POSITIONS}",
             )
         predictions = self.masking.num_predictions(self.data.max_seq_len)
         if predictions > self.data.max_seq_len:
@@ -408,19 +411,37 @@ class Config:
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)
 
 
-def model_max_positions(model: ModelConfig) -> int:
-    """Position-embedding count of the model: a local checkpoint's config.json, else BERT's 512."""
-    config_json = Path(model.init) / "config.json" if model.init else None
-    if config_json is not None and config_json.is_file():
-        try:
-            values = json.loads(config_json.read_text())
-            model_type = values.get("model_type", "bert") if isinstance(values, dict) else "bert"
-            if model_type != "bert":  # before its fields are read: a GPT-2 config has no max_position_embeddings
-                raise UserError(f"model.init={model.init} is a {model_type!r} model, not BERT; pass a BERT checkpoint")
-            return int(values["max_position_embeddings"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise UserError(f"model.init: cannot read max_position_embeddings from {config_json}: {err}") from None
-    return PRESET_MAX_POSITIONS
+# Keys that moved to another section. Their old spelling (in YAML files, overrides, and the config.yaml
+# of runs made before the move) still works, with a warning naming the new key.
+MOVED_KEYS = {
+    f"data.{key}": f"finetune.{key}"
+    for key in ("train_path", "eval_path", "dataset_eval_split", "text_pair_column", "label_column")
+}
+
+
+def _sections(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`raw` as {section: {key: value}} with MOVED_KEYS under their new names."""
+    sections: dict[str, dict[str, Any]] = {}
+    for name, values in raw.items():
+        if name not in SECTIONS:
+            raise UserError(f"config: unknown section {name!r}; valid sections: {', '.join(SECTIONS)}")
+        values = values or {}
+        if not isinstance(values, Mapping):
+            raise UserError(f"config: section {name!r} must be a mapping of keys, got {values!r}")
+        sections[name] = dict(values)
+    for old, new in MOVED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        if old_key not in sections.get(old_section, {}):
+            continue
+        value = sections[old_section].pop(old_key)
+        target = sections.setdefault(new_section, {})
+        if new_key in target and target[new_key] != value:
+            raise UserError(
+                f"config: {old}={value!r} and {new}={target[new_key]!r} disagree; {old} is now {new}, keep that one"
+            )
+        target[new_key] = value
+        log.warning("config: %s is now %s; rename it in your config", old, new)
+    return sections
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
@@ -428,13 +449,8 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     if not isinstance(raw, Mapping):
         raise UserError(f"config: expected a mapping of sections, got {type(raw).__name__}")
     sections = {}
-    for name, values in raw.items():
-        if name not in SECTIONS:
-            raise UserError(f"config: unknown section {name!r}; valid sections: {', '.join(SECTIONS)}")
+    for name, values in _sections(raw).items():
         cls = SECTIONS[name]
-        values = values or {}
-        if not isinstance(values, Mapping):
-            raise UserError(f"config: section {name!r} must be a mapping of keys, got {values!r}")
         valid = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in valid:

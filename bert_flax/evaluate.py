@@ -30,7 +30,11 @@ from bert_flax.model.architectures import (
     check_heads,
 )
 from bert_flax.model.losses import pretraining_task
-from bert_flax.model.pretraining import compute_dtype, initialized_groups
+from bert_flax.model.pretraining import (
+    check_max_seq_len,
+    compute_dtype,
+    initialized_groups,
+)
 from bert_flax.pretrain import heldout_metrics
 from bert_flax.run.layout import RunDir
 
@@ -112,11 +116,7 @@ def evaluate_model(source: str, config_path: str | None = None, overrides: Seque
     explicit = config_path is not None or loaded.run_dir is None or any(o.startswith("tokenizer.") for o in overrides)
     if explicit:  # a run's own config names the run's tokenizer
         check_config_tokenizer(config, tokenizer, loaded)
-    if config.data.max_seq_len > loaded.config.max_position_embeddings:
-        raise UserError(
-            f"data.max_seq_len={config.data.max_seq_len} exceeds the {loaded.config.max_position_embeddings} "
-            f"positions of {loaded.description}; lower data.max_seq_len"
-        )
+    check_max_seq_len(config.data.max_seq_len, loaded.config, loaded.description)
     if config.parallel.distributed:
         initialize_distributed(config.parallel)
     if config.eval.batch_size % jax.device_count():

@@ -62,8 +62,8 @@ CELLS: list[tuple[str, str, str]] = [
 
         - `INSTALL`: clone the repository into `REPO_DIR` (or pull it) and `pip install` it. Set it to
           `False` when the notebook runs inside a checkout where the package is already installed.
-        - `CORPUS`: empty downloads *Meditations* (pinned by sha256); or the path of a UTF-8 text file,
-          one paragraph per line (each paragraph is an NSP document).
+        - `CORPUS`: empty uses *Meditations*, shipped in the repository (`data/meditations.txt`); or the
+          path of a UTF-8 text file, one paragraph per line (each paragraph is an NSP document).
         - `CONFIG`: empty chooses by accelerator (below); or any file in `configs/`.
         - `OVERRIDES`: config overrides as `section.key=value`, e.g. `["train.steps=200", "eval.every=50"]`.
         - `RUN_DIR`, `EXPORT_DIR`: relative to the repository root. On Colab, a `RUN_DIR` on Google Drive
@@ -138,7 +138,7 @@ CELLS: list[tuple[str, str, str]] = [
         RUNTIME = runtime_accelerator()
         print("runtime:", RUNTIME)
         if INSTALL:
-            if not Path("bert_flax/cli.py").is_file():  # not yet inside the checkout (a rerun of this cell is)
+            if not Path("bert_flax/__init__.py").is_file():  # not yet inside the checkout (a rerun of this cell is)
                 if not Path(REPO_DIR, ".git").is_dir():
                     !git clone --depth 1 {shlex.quote(REPO_URL)} {shlex.quote(REPO_DIR)}
                     check("git clone")
@@ -148,7 +148,7 @@ CELLS: list[tuple[str, str, str]] = [
             extras = {"tpu": "torch,tpu", "gpu": "torch,cuda", "cpu": "torch"}[RUNTIME]
             %pip install --quiet -e ".[{extras}]"
         else:  # inside a checkout: the repository root, or notebooks/ beside it
-            root = next((d for d in (Path.cwd(), Path.cwd().parent) if Path(d, "bert_flax/cli.py").is_file()), None)
+            root = next((d for d in (Path.cwd(), Path.cwd().parent) if Path(d, "bert_flax/__init__.py").is_file()), None)
             assert root is not None, f"INSTALL is False but {Path.cwd()} is not in a bert_flax checkout"
             os.chdir(root)
         print("working directory:", Path.cwd())
@@ -374,7 +374,7 @@ CELLS: list[tuple[str, str, str]] = [
         - Train longer: `OVERRIDES = ["train.steps=3000"]` with a new `RUN_DIR`, or rerun step 4 after an
           interruption to resume.
         - Fine-tune the pre-trained encoder on your own labels:
-          `bert-flax finetune classify --config configs/finetune_classify.yaml model.init=runs/colab data.train_path=train.csv data.eval_path=eval.csv`.
+          `bert-flax finetune classify --config configs/finetune_classify.yaml model.init=runs/colab finetune.train_path=train.csv finetune.eval_path=eval.csv`.
         - Take the PyTorch export with you: it is a plain `save_pretrained` directory (`EXPORT_DIR`), loadable
           with `BertForPreTraining`, `BertForMaskedLM` or `BertModel`.
         - The README describes every command, config key and the data pipeline (NSP pairing, dynamic masking).

@@ -1,11 +1,12 @@
-"""Shared fixtures: the corpus (real Meditations when available) and small helpers."""
+"""Shared fixtures: the corpus (the project's Meditations), the offline pretrained model, small helpers."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,37 +22,15 @@ BATCH_KEYS = frozenset(
         "next_sentence_labels",
     }
 )
-SHARED_CORPUS = REPO_ROOT.parent / "shared" / "data" / "meditations.txt"
-
-
-def _generated_corpus(num_paragraphs: int = 120, seed: int = 0) -> str:
-    """A small deterministic stand-in for Meditations when the shared copy is absent."""
-    rng = np.random.default_rng(seed)
-    words = (
-        "reason nature soul gods man life death virtue justice time universe body "
-        "mind thing good evil power city fortune honour pleasure pain duty order"
-    ).split()
-    paragraphs = []
-    for _ in range(num_paragraphs):
-        sentences = []
-        for _ in range(int(rng.integers(1, 6))):
-            sentence = " ".join(rng.choice(words, size=int(rng.integers(4, 25))))
-            sentences.append(sentence.capitalize() + str(rng.choice([".", "?", "!"])))
-        paragraphs.append(" ".join(sentences))
-    return "\n".join(paragraphs)
+CORPUS = REPO_ROOT / "data" / "meditations.txt"  # shipped with the project (data/meditations.json: its sha256)
 
 
 @pytest.fixture(scope="session")
-def corpus_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Path of the Meditations corpus: $BERT_FLAX_CORPUS, ../shared/data, or a generated one."""
-    env_path = os.environ.get("BERT_FLAX_CORPUS")
-    if env_path and Path(env_path).is_file():
-        return Path(env_path)
-    if SHARED_CORPUS.is_file():
-        return SHARED_CORPUS
-    path = tmp_path_factory.mktemp("corpus") / "generated.txt"
-    path.write_text(_generated_corpus(), encoding="utf-8")
-    return path
+def corpus_path() -> Path:
+    """The Meditations corpus every test trains and checks on: the project's own copy, never a stand-in."""
+    manifest = json.loads((REPO_ROOT / "data" / "meditations.json").read_text(encoding="utf-8"))
+    assert hashlib.sha256(CORPUS.read_bytes()).hexdigest() == manifest["sha256"], f"{CORPUS} was edited"
+    return CORPUS
 
 
 @pytest.fixture(scope="session")

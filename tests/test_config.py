@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -304,29 +303,30 @@ def test_replace_probabilities_must_sum_to_at_most_one() -> None:
     assert config.masking.random_replace_prob == pytest.approx(0.3)
 
 
-@pytest.mark.parametrize("init", ["", "bert-base-uncased"])
-def test_max_seq_len_beyond_bert_positions(init: str) -> None:
-    message = _error(["data.max_seq_len=1024", f"model.init={init}"])
+def test_max_seq_len_beyond_preset_positions() -> None:
+    message = _error(["data.max_seq_len=1024", "model.init="])
     assert "data.max_seq_len" in message and "512" in message and "1024" in message
-    assert load_config(None, ["data.max_seq_len=512", f"model.init={init}"]).data.max_seq_len == 512
+    assert load_config(None, ["data.max_seq_len=512", "model.init="]).data.max_seq_len == 512
 
 
-def test_max_seq_len_beyond_local_model_positions(tmp_path: Path) -> None:
-    model_dir = tmp_path / "small_model"
-    model_dir.mkdir()
-    (model_dir / "config.json").write_text(json.dumps({"max_position_embeddings": 64}), encoding="utf-8")
-    message = _error(["data.max_seq_len=128", f"model.init={model_dir}"])
-    assert "data.max_seq_len" in message and "64" in message
-    config = load_config(None, ["data.max_seq_len=64", f"model.init={model_dir}"])
-    assert config.data.max_seq_len == 64
+def test_building_a_config_reads_no_file(tmp_path: Path) -> None:
+    """A checkpoint's positions are checked where it is loaded (test_model.py), not by the config."""
+    config = load_config(None, ["data.max_seq_len=1024", f"model.init={tmp_path / 'no_such_model'}"])
+    assert config.data.max_seq_len == 1024
 
 
-def test_unreadable_local_model_config(tmp_path: Path) -> None:
-    model_dir = tmp_path / "broken_model"
-    model_dir.mkdir()
-    (model_dir / "config.json").write_text(json.dumps({"hidden_size": 64}), encoding="utf-8")
-    message = _error([f"model.init={model_dir}"])
-    assert "model.init" in message and "max_position_embeddings" in message
+@pytest.mark.parametrize("key", ["train_path", "eval_path", "dataset_eval_split", "text_pair_column", "label_column"])
+def test_fine_tuning_data_keys_moved_to_finetune(key: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert not hasattr(DataConfig(), key)
+    with caplog.at_level("WARNING"):
+        config = load_config(None, [f"data.{key}=x"])
+    assert getattr(config.finetune, key) == "x"
+    assert f"data.{key} is now finetune.{key}" in caplog.text
+    old_yaml = tmp_path / "old.yaml"  # a config.yaml written before the move still loads (resume)
+    old_yaml.write_text(f"data:\n  {key}: x\nfinetune:\n  {key}: x\n", encoding="utf-8")
+    assert getattr(load_config(old_yaml).finetune, key) == "x"
+    message = _error([f"data.{key}=x", f"finetune.{key}=y"])
+    assert f"data.{key}" in message and f"finetune.{key}" in message and "disagree" in message
 
 
 def test_max_predictions_beyond_sequence() -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,10 @@ from bert_flax.data.corpus import (
 from bert_flax.errors import UserError
 
 UNREACHABLE = "http://127.0.0.1:9/x"
+
+
+def _no_network(*args: object, **kwargs: object) -> None:
+    raise AssertionError("no download expected")
 
 
 @pytest.fixture(autouse=True)
@@ -337,6 +342,30 @@ def test_load_corpus_offline_default(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert _listing(project_downloads) - before == set()  # no temp file or partial download
     assert not any(name.startswith(".download-") for name in _listing(cache_root(DataConfig(cache_dir=str(cache)))))
     assert not (project_downloads / manifest["filename"]).exists()
+
+
+def test_default_corpus_is_the_shipped_meditations_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default config needs neither data.path nor a network: data/meditations.txt is the manifest's file."""
+    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
+    corpus = load_corpus(DataConfig(cache_dir=str(tmp_path)))
+    assert len(corpus.documents) == 507
+    assert corpus.source == f"meditations ({PROJECT_DATA_DIR / 'meditations.txt'})"
+    manifest = load_manifest("meditations")
+    assert hashlib.sha256((PROJECT_DATA_DIR / "meditations.txt").read_bytes()).hexdigest() == manifest["sha256"]
+
+
+def test_a_shipped_copy_that_does_not_match_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = b"Pinned paragraph.\n"
+    source = tmp_path / "source.txt"
+    source.write_bytes(payload)
+    data_dir = tmp_path / "manifests"
+    data_dir.mkdir()
+    (data_dir / "tiny.json").write_text(json.dumps(_manifest(source.as_uri(), payload, "tiny.txt")), encoding="utf-8")
+    (data_dir / "tiny.txt").write_text("Edited by hand.\n", encoding="utf-8")
+    monkeypatch.setenv("BERT_FLAX_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(corpus_module, "PROJECT_DATA_DIR", tmp_path / "no-checkout")
+    corpus = load_corpus(DataConfig(corpus="tiny", cache_dir=str(tmp_path / "cache")))
+    assert corpus.documents == ("Pinned paragraph.",)  # the verified download, not the edited copy
 
 
 def test_download_dir_falls_back_to_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

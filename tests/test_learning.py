@@ -1,9 +1,9 @@
 """Learning checks on Meditations: a small BERT from scratch, and continued pre-training of MiniLM.
 
 Slow (minutes on a 2-core CPU); run them with `pytest -m slow tests/test_learning.py`. The
-thresholds are calibrated on the real corpus (BENCHMARKS.md, "Pre-training: learning runs"), so
-with the generated stand-in corpus of conftest.py these tests are skipped. Runs are seeded and
-deterministic on one machine; the margins leave room for other CPUs and library versions.
+thresholds are calibrated on the project's Meditations (BENCHMARKS.md, "Pre-training: learning
+runs"). Runs are seeded and deterministic on one machine; the margins leave room for other CPUs and
+library versions.
 """
 
 from __future__ import annotations
@@ -30,13 +30,6 @@ SCRATCH_FAST = ("data.max_seq_len=64",)
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture
-def meditations(corpus_path: Path) -> Path:
-    if corpus_path.name == "generated.txt":
-        pytest.skip("learning thresholds are calibrated on the real Meditations corpus, which is absent")
-    return corpus_path
 
 
 def _config(path: Path, corpus: Path, cache: Path, *overrides: str) -> Config:
@@ -77,12 +70,12 @@ def _nsp_majority(config: Config) -> float:
     return max(labels.mean(), 1.0 - labels.mean())
 
 
-def test_scratch_mini_bert_learns_mlm_and_nsp(meditations: Path, tmp_path: Path) -> None:
+def test_scratch_mini_bert_learns_mlm_and_nsp(corpus_path: Path, tmp_path: Path) -> None:
     """configs/meditations_scratch.yaml (at max_seq_len 64): held-out MLM loss far below the first
     step's and off the unigram plateau; held-out NSP above chance and the majority class."""
     from bert_flax.pretrain import pretrain
 
-    config = _config(SCRATCH, meditations, tmp_path / "cache", *SCRATCH_FAST)
+    config = _config(SCRATCH, corpus_path, tmp_path / "cache", *SCRATCH_FAST)
     majority = _nsp_majority(config)  # 0.52 on the 266 held-out pairs
     result = pretrain(config, tmp_path / "run", show_progress=False)
 
@@ -100,13 +93,13 @@ def test_scratch_mini_bert_learns_mlm_and_nsp(meditations: Path, tmp_path: Path)
     assert final["nsp_accuracy"] > max(0.5, majority) + 0.05, (majority, final)
 
 
-def test_minilm_continued_pretraining_improves_held_out_mlm(meditations: Path, minilm_dir: str, tmp_path: Path) -> None:
+def test_minilm_continued_pretraining_improves_held_out_mlm(corpus_path: Path, minilm_dir: str, tmp_path: Path) -> None:
     """MiniLM (a BertModel without MLM/NSP heads, so both heads start random) improves held-out MLM."""
     from bert_flax.pretrain import pretrain
 
     config = _config(
         CONTINUED,
-        meditations,
+        corpus_path,
         tmp_path / "cache",
         f"model.init={minilm_dir}",
         f"tokenizer.name={minilm_dir}",

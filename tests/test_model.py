@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
-from transformers import FlaxBertForPreTraining
+from transformers import BertConfig, FlaxBertForPreTraining
 
 from bert_flax.config import Config, DataConfig, ModelConfig, TrainConfig
 from bert_flax.errors import UserError
-from bert_flax.interop.hub import hub_reachable
+from bert_flax.hub import hub_reachable
 from bert_flax.model.pretraining import (
     PretrainingModel,
     build_model,
@@ -194,3 +194,14 @@ def test_unknown_preset_is_user_error() -> None:
         preset_config("huge", VOCAB)
     with pytest.raises(UserError, match="model.preset"):
         ModelConfig(init="", preset="huge")
+
+
+def test_sequences_longer_than_the_checkpoint_positions(tmp_path: Path) -> None:
+    """Checked where the checkpoint is loaded (the config reads no files)."""
+    small = build_model(tiny_config(), VOCAB)
+    short = FlaxBertForPreTraining(BertConfig.from_dict({**small.config.to_dict(), "max_position_embeddings": L}))
+    short.save_pretrained(tmp_path / "short")
+    config = dataclasses.replace(tiny_config(init=str(tmp_path / "short")), data=DataConfig(max_seq_len=2 * L))
+    with pytest.raises(UserError, match=rf"data.max_seq_len={2 * L} exceeds the {L} positions of model.init="):
+        build_model(config, VOCAB)
+    assert build_model(dataclasses.replace(config, data=DataConfig(max_seq_len=L)), VOCAB).config.max_position_embeddings == L

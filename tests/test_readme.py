@@ -67,11 +67,10 @@ def test_the_not_run_list_names_readme_commands() -> None:
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path) -> Path:
-    """A user's working directory: the repo's configs and scripts, the corpus and small task data."""
+    """A user's working directory: the repo's configs and scripts and small task data from the corpus."""
     root = tmp_path_factory.mktemp("readme")
     for name in ("configs", "scripts"):
         (root / name).symlink_to(REPO_ROOT / name)
-    (root / "meditations.txt").symlink_to(corpus_path)
     paragraphs = [line for line in corpus_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     split = len(paragraphs) * 4 // 5
     write_topic_csv(topic_rows(paragraphs[:split]), root / "train.csv")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -62,7 +61,7 @@ def test_hand_written_cases(text: str, expected: list[str]) -> None:
     assert split_sentences(text) == expected
 
 
-# Whole paragraphs copied verbatim from /work/shared/data/meditations.txt.
+# Whole paragraphs copied verbatim from data/meditations.txt.
 REAL_PARAGRAPHS = [
     (
         "Hast thou reason? I have.- Why then dost not thou use it? "
@@ -113,8 +112,7 @@ def test_real_paragraphs(text: str, expected: list[str]) -> None:
 
 
 def test_real_paragraphs_are_in_corpus(corpus_lines: list[str]) -> None:
-    if len(corpus_lines) != 507:
-        pytest.skip("generated corpus in use")
+    assert len(corpus_lines) == 507
     assert all(text in corpus_lines for text, _ in REAL_PARAGRAPHS)
 
 
@@ -134,11 +132,9 @@ def test_corpus_sentence_count(corpus_lines: list[str]) -> None:
         assert 1500 <= total <= 6000
 
 
-def test_corpus_split_is_fast(corpus_lines: list[str]) -> None:
-    def run() -> float:
-        start = time.perf_counter()
-        for line in corpus_lines:
-            split_sentences(line)
-        return time.perf_counter() - start
-
-    assert min(run() for _ in range(3)) < 0.1  # about 0.012 s on the real corpus
+def test_long_tokens_without_boundaries_split_in_linear_time() -> None:
+    """A 100,000-character token whose periods are not boundaries (only its last one, before "Next")
+    is the regex's worst case; a backtracking pattern would take hours on it, this one milliseconds.
+    (Speed itself is a benchmark: `bert-flax bench-data`.)"""
+    token = "a." * 50_000
+    assert split_sentences(f"{token} Next. {token}") == [token, f"Next. {token}"]

@@ -21,7 +21,7 @@ from bert_flax.data.tokenized import (
 from bert_flax.data.tokenizer import SPECIAL_TOKENS, TokenIds, load_tokenizer
 from bert_flax.data.wordpiece import learn_vocab
 from bert_flax.errors import UserError
-from bert_flax.interop.hub import hub_reachable
+from bert_flax.hub import hub_reachable
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""Reading a corpus into documents: local files (validated), a `datasets` source, or a pinned download."""
+"""Reading a corpus into documents: local files (validated), a `datasets` source, or a manifest's
+file: the copy shipped in the project's data/ (Meditations) or a pinned, sha256-verified download."""
 
 from __future__ import annotations
 
@@ -82,9 +83,14 @@ def resolve_paths(patterns: Sequence[str]) -> list[Path]:
     return paths
 
 
+def _manifest_dir() -> Path:
+    """The project's data/ directory ($BERT_FLAX_DATA_DIR overrides it): manifests and shipped corpora."""
+    return Path(os.environ.get("BERT_FLAX_DATA_DIR", PROJECT_DATA_DIR))
+
+
 def load_manifest(name: str) -> dict:
-    """A dataset manifest from the project's data/ directory ($BERT_FLAX_DATA_DIR overrides it)."""
-    data_dir = Path(os.environ.get("BERT_FLAX_DATA_DIR", PROJECT_DATA_DIR))
+    """A dataset manifest from the project's data/ directory."""
+    data_dir = _manifest_dir()
     path = data_dir / f"{name}.json"
     if not path.is_file():
         known = sorted(p.stem for p in data_dir.glob("*.json"))
@@ -130,6 +136,16 @@ def download(manifest: dict, dest_dir: Path, timeout_s: float = 30.0) -> Path:
     return dest
 
 
+def manifest_file(name: str, data: DataConfig) -> Path:
+    """The file of manifest `name`: the copy beside the manifest when its sha256 matches (Meditations
+    ships with the project), else the pinned download (fetched once, verified)."""
+    manifest = load_manifest(name)
+    shipped = _manifest_dir() / manifest["filename"]
+    if shipped.is_file() and _sha256_file(shipped) == manifest["sha256"]:
+        return shipped
+    return download(manifest, _download_dir(data))
+
+
 def _download_dir(data: DataConfig) -> Path:
     """data/downloads in a source checkout, else the cache."""
     if PROJECT_DATA_DIR.is_dir() and os.access(PROJECT_DATA_DIR, os.W_OK):
@@ -159,7 +175,7 @@ def _load_dataset_text(data: DataConfig) -> tuple[str, str]:
 
 
 def load_corpus(data: DataConfig) -> Corpus:
-    """The corpus the config names: `dataset`, else local `path`s, else the `corpus` manifest's download."""
+    """The corpus the config names: `dataset`, else local `path`s, else the `corpus` manifest's file."""
     if data.dataset:
         text, source = _load_dataset_text(data)
         texts = [text]
@@ -168,8 +184,7 @@ def load_corpus(data: DataConfig) -> Corpus:
         texts = [read_text_file(path) for path in paths]
         source = ", ".join(str(p) for p in paths)
     else:
-        manifest = load_manifest(data.corpus)
-        path = download(manifest, _download_dir(data))
+        path = manifest_file(data.corpus, data)
         texts, source = [read_text_file(path)], f"{data.corpus} ({path})"
     documents = [doc for text in texts for doc in split_documents(text, data.documents)]
     if not documents:

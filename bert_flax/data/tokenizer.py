@@ -15,7 +15,7 @@ from bert_flax.data.corpus import Corpus
 from bert_flax.data.wordpiece import learn_vocab
 from bert_flax.disk import write_dir
 from bert_flax.errors import UserError
-from bert_flax.interop.hub import load_local_or_hub
+from bert_flax.hub import load_local_or_hub
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _UNUSED = re.compile(r"^\[unused\d+\]$")

@@ -57,22 +57,22 @@ class EncodedData:
 
 def _rows(config: Config, split: str) -> tuple[list[dict[str, Any]], str] | None:
     """(rows, source name) of the train or eval split; None for an eval split that is not configured."""
-    data = config.data
-    path = data.train_path if split == "train" else data.eval_path
+    data, settings = config.data, config.finetune
+    path = settings.train_path if split == "train" else settings.eval_path
     if path:
         return read_rows(path), path
     if data.dataset:
-        name = data.dataset_split if split == "train" else data.dataset_eval_split
+        name = data.dataset_split if split == "train" else settings.dataset_eval_split
         if split == "eval" and not name:
             return None
         return read_rows(data.dataset, dataset_config=data.dataset_config or None, split=name), f"{data.dataset}:{name}"
     if split == "train":
-        raise UserError("fine-tuning needs training data: pass data.train_path=FILE or data.dataset=NAME")
+        raise UserError("fine-tuning needs training data: pass finetune.train_path=FILE or data.dataset=NAME")
     return None
 
 
 def read_classification(config: Config) -> ClassificationData:
-    columns = (config.data.text_column, config.data.text_pair_column or None, config.data.label_column)
+    columns = (config.data.text_column, config.finetune.text_pair_column or None, config.finetune.label_column)
     train_rows, train_source = _rows(config, "train")
     train = select_columns(train_rows, *columns, train_source)
     eval_rows = _rows(config, "eval")
@@ -84,7 +84,7 @@ def read_qa(config: Config) -> QAData:
     version_2 = config.finetune.version_2
 
     def read(split: str) -> list[QAExample] | None:
-        path = config.data.train_path if split == "train" else config.data.eval_path
+        path = config.finetune.train_path if split == "train" else config.finetune.eval_path
         if path:
             return read_squad(path, version_2)
         found = _rows(config, split)

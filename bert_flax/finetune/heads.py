@@ -20,7 +20,12 @@ from bert_flax.data.tokenizer import load_tokenizer
 from bert_flax.errors import UserError
 from bert_flax.interop.sources import load_model_source
 from bert_flax.model.architectures import ARCHITECTURES
-from bert_flax.model.pretraining import compute_dtype, init_params, preset_config
+from bert_flax.model.pretraining import (
+    check_max_seq_len,
+    compute_dtype,
+    init_params,
+    preset_config,
+)
 
 log = logging.getLogger(__name__)
 TASK_ARCHITECTURES = {"classify": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}
@@ -55,7 +60,7 @@ def build_task_model(config: Config, labels: list[str] | None = None) -> TaskMod
     """The configured task model; `labels` (classification) fixes the head's outputs and label maps."""
     task = config.finetune.task
     if task == "classify" and not labels:
-        raise UserError("the training data has no labels; check data.label_column")
+        raise UserError("the training data has no labels; check finetune.label_column")
     if config.model.init:
         loaded = load_model_source(config.model.init, config.train.seed)
         tokenizer, base, encoder = loaded.load_tokenizer(), loaded.config, loaded.params.get("bert")
@@ -70,6 +75,7 @@ def build_task_model(config: Config, labels: list[str] | None = None) -> TaskMod
         tokenizer = load_tokenizer(config.tokenizer)
         base, encoder = preset_config(config.model.preset, len(tokenizer)), None
         source = f"random init (preset {config.model.preset})"
+    check_max_seq_len(config.data.max_seq_len, base, source)
     bert_config = head_config(base, task, labels)
     flax_class = ARCHITECTURES[TASK_ARCHITECTURES[task]].flax_class
     model = flax_class(bert_config, dtype=compute_dtype(config.model.dtype), _do_init=False)

@@ -1,4 +1,4 @@
-"""Models in and out: where a model comes from (sources.py, hub.py), PyTorch names and layouts
+"""Models in and out: where a model comes from (sources.py), PyTorch names and layouts
 (torch_state.py), `bert-flax export` and its PyTorch check (export.py, verify.py), and inference
 (predict.py: fill-mask, next-sentence; predict_heads.py: classify, qa)."""
 

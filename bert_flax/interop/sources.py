@@ -24,7 +24,7 @@ from transformers.modeling_flax_utils import FlaxPreTrainedModel
 
 from bert_flax.engine.checkpoint import read_params
 from bert_flax.errors import UserError
-from bert_flax.interop.hub import load_local_or_hub
+from bert_flax.hub import load_local_or_hub
 from bert_flax.model.architectures import architecture_named
 from bert_flax.run.layout import RunDir
 
@@ -107,6 +107,9 @@ def _from_pretrained(name: str, seed: int, fix: str) -> LoadedModel:
                 warnings.simplefilter("ignore")
                 # The head class the directory was saved from, so its head weights load (pre-training by default).
                 config_dict, _ = BertConfig.get_config_dict(path, **kwargs)
+                model_type = config_dict.get("model_type", "bert")
+                if model_type != "bert":  # BertConfig would read a GPT-2 config.json without a word
+                    raise UserError(f"{name} is a {model_type!r} model, not BERT; pass a BERT checkpoint")
                 flax_class = architecture_named(config_dict.get("architectures")).flax_class
                 return flax_class.from_pretrained(path, seed=seed, **kwargs)
         finally:
@@ -116,8 +119,6 @@ def _from_pretrained(name: str, seed: int, fix: str) -> LoadedModel:
         model = load_local_or_hub(name, lambda path, **kw: load(path, from_pt=True, **kw), "model", fix)
     else:
         model = load_local_or_hub(name, load, "model", fix)
-    if model.config.model_type != "bert":
-        raise UserError(f"{name} is a {model.config.model_type!r} model, not BERT; pass a BERT checkpoint")
     params = jax.tree.map(lambda x: np.asarray(x, np.float32), model.params)
     return LoadedModel(model.config, params, name, f"{name}")
 

@@ -122,11 +122,7 @@ def build_model(config: Config, vocab_size: int) -> PretrainingModel:
             f"the tokenizer has {vocab_size} tokens but model.init={config.model.init} has {model_vocab}; "
             "use the checkpoint's own tokenizer (tokenizer.name=the same name or directory)"
         )
-    if config.data.max_seq_len > pretrained.config.max_position_embeddings:
-        raise UserError(
-            f"data.max_seq_len={config.data.max_seq_len} exceeds the model's "
-            f"{pretrained.config.max_position_embeddings} positions; lower data.max_seq_len"
-        )
+    check_max_seq_len(config.data.max_seq_len, pretrained.config, f"model.init={config.model.init}")
     if pretrained.initialized_heads:  # after the checks: bad input gets its one error line, nothing else
         log.warning(
             "model.init=%s has no weights for %s; they start from random init",
@@ -134,6 +130,16 @@ def build_model(config: Config, vocab_size: int) -> PretrainingModel:
             ", ".join(pretrained.initialized_heads),
         )
     return pretrained
+
+
+def check_max_seq_len(max_seq_len: int, bert_config: BertConfig, description: str) -> None:
+    """A UserError when sequences are longer than the model has position embeddings."""
+    positions = bert_config.max_position_embeddings
+    if max_seq_len > positions:
+        raise UserError(
+            f"data.max_seq_len={max_seq_len} exceeds the {positions} positions of {description}; "
+            f"use data.max_seq_len<={positions}"
+        )
 
 
 def _gathered_heads(
