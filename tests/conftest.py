@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,22 @@ BATCH_KEYS = frozenset(
         "next_sentence_labels",
     }
 )
+JAX_CACHE_ENV = {  # JAX reads these when it is imported, here and in the subprocesses tests start
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One JAX compilation cache for the session: many tests build the same tiny models through fresh
+    closures (and fresh processes), which jit's in-memory cache cannot share; compiled once, each is
+    loaded from disk after. The executables are the same, so no result changes."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        cache = tempfile.mkdtemp(prefix="bert_flax-jax-cache-")
+        os.environ.update({"JAX_COMPILATION_CACHE_DIR": cache, **JAX_CACHE_ENV})
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+
+
 CORPUS = REPO_ROOT / "data" / "meditations.txt"  # shipped with the project (data/meditations.json: its sha256)
 
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from bert_flax import cli
 from bert_flax.run.progress import Progress, format_duration
@@ -70,9 +71,8 @@ def test_disabled_progress_writes_nothing() -> None:
 @pytest.mark.slow
 def test_cli_quiet_drops_progress_but_keeps_the_result(corpus_path: Path, tmp_path: Path, capsys) -> None:
     argv = ["pretrain", "--config", "configs/smoke.yaml", f"data.path={corpus_path}", "train.steps=4"]
-    root = Path(cli.__file__).resolve().parents[1]
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
+        patch.chdir(REPO_ROOT)
         assert cli.main([*argv, "--run-dir", str(tmp_path / "loud")]) == 0
         loud = capsys.readouterr()
         assert cli.main([*argv, "--run-dir", str(tmp_path / "quiet"), "--quiet"]) == 0

@@ -97,7 +97,8 @@ def write_export(loaded: LoadedModel, directory: Path, dtype: str) -> int:
     check_heads(architecture, loaded.params, loaded.description)
     tokenizer = loaded.load_tokenizer()  # checked before any weights are written
     state = to_torch_state(loaded.params, dtype)
-    safetensors.flax.save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    # save() and write_file, not save_file: safetensors creates its files 0600, whatever the umask
+    write_file(directory / WEIGHTS_FILE, safetensors.flax.save(state, metadata={"format": "pt"}))
     config = _config_json(loaded, architecture, dtype)
     write_file(directory / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(directory)
