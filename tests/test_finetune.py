@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli_on_one_device
 from finetune_data import pair_questions, topic_rows, write_squad, write_topic_csv
 from transformers import FlaxBertForSequenceClassification
 
@@ -90,27 +91,26 @@ def test_classify_resume_is_exact(minilm_dir: str, topics, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_qa_finds_the_quoted_spans(minilm_dir: str, questions, tmp_path: Path) -> None:
-    """MiniLM's pretrained encoder + a new QA head: 60 steps take F1 from ~10 to far above it."""
+    """MiniLM's pretrained encoder + a new QA head: 60 steps take F1 from ~10 to far above it
+    (both runs in a one-device process: conftest.run_cli_on_one_device)."""
     more = [
         f"model.init={minilm_dir}",
-        "finetune.task=qa",
         "data.max_seq_len=128",
         "finetune.doc_stride=32",
         "finetune.max_query_len=24",
         "optim.learning_rate=1e-4",
     ]
-    untrained = finetune(
-        load_config(None, tiny(minilm_dir, *questions, *more, "train.steps=1", "optim.learning_rate=1e-12")),
-        tmp_path / "untrained",
-        show_progress=False,
-    )
-    trained = finetune(
-        load_config(None, tiny(minilm_dir, *questions, *more, "train.steps=60", "eval.every=60")),
-        tmp_path / "trained",
-        show_progress=False,
-    )
-    print(f"\nqa: untrained {untrained.eval}, after 60 steps {trained.eval}")
-    assert trained.eval["f1"] >= untrained.eval["f1"] + 30, (untrained.eval, trained.eval)
+
+    def final_eval(name: str, *steps: str) -> dict[str, float]:
+        run_dir = tmp_path / name
+        overrides = tiny(minilm_dir, *questions, *more, *steps)
+        run_cli_on_one_device("finetune", "qa", "--run-dir", str(run_dir), "--quiet", *overrides)
+        return {k: v for k, v in read_metrics(run_dir, "eval")[-1].items() if k not in ("step", "split", *TIMINGS)}
+
+    untrained = final_eval("untrained", "train.steps=1", "optim.learning_rate=1e-12")
+    trained = final_eval("trained", "train.steps=60", "eval.every=60")
+    print(f"\nqa: untrained {untrained}, after 60 steps {trained}")
+    assert trained["f1"] >= untrained["f1"] + 30, (untrained, trained)
     report = json.loads((tmp_path / "trained" / "eval_report.json").read_text())
     assert len(report["predictions"]) == report["total"]
 

@@ -14,26 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO_ROOT, run_cli_on_one_device
 
 from bert_flax.config import Config, load_config
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = REPO_ROOT / "configs" / "meditations_scratch.yaml"
 CONTINUED = REPO_ROOT / "configs" / "meditations.yaml"
 # The scratch test runs the shipped config at half the sequence length: ~1.6 min instead of ~3.3
-# on a 2-core CPU, and the same learning curve shape (BENCHMARKS.md).
+# on a 2-core CPU, and the same learning curve shape (BENCHMARKS.md). Both tests train in a process
+# with one device (conftest.run_cli_on_one_device).
 SCRATCH_FAST = ("data.max_seq_len=64",)
 
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def _config(path: Path, corpus: Path, cache: Path, *overrides: str) -> Config:
-    return load_config(path, [f"data.path={corpus}", f"data.cache_dir={cache}", *overrides])
 
 
 def _metrics(run_dir: Path, split: str) -> list[dict[str, Any]]:
@@ -70,18 +67,24 @@ def _nsp_majority(config: Config) -> float:
     return max(labels.mean(), 1.0 - labels.mean())
 
 
+def _pretrain_on_one_device(config_path: Path, config: Config, run_dir: Path, *overrides: str) -> dict[str, float]:
+    """Train `config` (the file plus `overrides`) in a one-device process; its last eval metrics."""
+    run_cli_on_one_device("pretrain", "--config", str(config_path), "--run-dir", str(run_dir), "--quiet", *overrides)
+    assert _metrics(run_dir, "train")[-1]["step"] == config.train.steps
+    final = _metrics(run_dir, "eval")[-1]
+    assert final["step"] == config.train.steps
+    return final
+
+
 def test_scratch_mini_bert_learns_mlm_and_nsp(corpus_path: Path, tmp_path: Path) -> None:
     """configs/meditations_scratch.yaml (at max_seq_len 64): held-out MLM loss far below the first
     step's and off the unigram plateau; held-out NSP above chance and the majority class."""
-    from bert_flax.pretrain import pretrain
-
-    config = _config(SCRATCH, corpus_path, tmp_path / "cache", *SCRATCH_FAST)
+    overrides = (f"data.path={corpus_path}", f"data.cache_dir={tmp_path / 'cache'}", *SCRATCH_FAST)
+    config = load_config(SCRATCH, overrides)
     majority = _nsp_majority(config)  # 0.52 on the 266 held-out pairs
-    result = pretrain(config, tmp_path / "run", show_progress=False)
+    final = _pretrain_on_one_device(SCRATCH, config, tmp_path / "run", *overrides)
 
-    assert result.finished
-    first = _metrics(result.run_dir, "train")[0]["mlm_loss"]
-    final = result.eval
+    first = _metrics(tmp_path / "run", "train")[0]["mlm_loss"]
     # Measured: first 8.35 (ln 8000 = 8.99), final eval 5.92: 2.4 nats lower.
     assert first > 8.0, first
     assert final["mlm_loss"] < first - 2.0, (first, final)
@@ -95,12 +98,9 @@ def test_scratch_mini_bert_learns_mlm_and_nsp(corpus_path: Path, tmp_path: Path)
 
 def test_minilm_continued_pretraining_improves_held_out_mlm(corpus_path: Path, minilm_dir: str, tmp_path: Path) -> None:
     """MiniLM (a BertModel without MLM/NSP heads, so both heads start random) improves held-out MLM."""
-    from bert_flax.pretrain import pretrain
-
-    config = _config(
-        CONTINUED,
-        corpus_path,
-        tmp_path / "cache",
+    overrides = (
+        f"data.path={corpus_path}",
+        f"data.cache_dir={tmp_path / 'cache'}",
         f"model.init={minilm_dir}",
         f"tokenizer.name={minilm_dir}",
         "data.max_seq_len=64",
@@ -112,13 +112,12 @@ def test_minilm_continued_pretraining_improves_held_out_mlm(corpus_path: Path, m
         "eval.every=80",
         "checkpoint.every=80",
     )
+    config = load_config(CONTINUED, overrides)
     start, random_heads = _starting_eval(config)
     assert "cls/predictions" in random_heads
 
-    result = pretrain(config, tmp_path / "run", show_progress=False)
+    final = _pretrain_on_one_device(CONTINUED, config, tmp_path / "run", *overrides)
 
-    assert result.finished
-    final = result.eval
     # Measured: start (random MLM head) loss 11.17, accuracy 0.0; after 80 steps 5.50 and 0.146.
     assert final["mlm_accuracy"] > start["mlm_accuracy"] + 0.05, (start, final)
     assert final["mlm_loss"] < start["mlm_loss"] - 1.0, (start, final)

@@ -99,6 +99,8 @@ def test_notebook_runs_top_to_bottom(smoke_cache, tmp_path, monkeypatch):
     # notebook's `!bert-flax` must be this environment's.
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # One device, as on a Colab GPU or v5e-1 runtime (and the notebook's runs need no more).
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     # A CellExecutionError (with the cell's traceback) fails the test.
     NotebookClient(
         nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}
