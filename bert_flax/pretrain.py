@@ -79,9 +79,7 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
 
     run = RunDir(run_dir)
     if is_main_process() and not resuming:
-        create_run_dir(run_dir, config)
-        data.tokenizer.save_pretrained(run.tokenizer)
-        pretrained.config.to_json_file(run.model_config)  # checkpoints hold params only
+        create_run_dir(run_dir, config, data.tokenizer, pretrained.config)
     checkpoints = Checkpoints(run_dir, config.checkpoint.keep)
     initial = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
     restored = checkpoints.restore_latest(parallel.host_state(initial))

@@ -115,9 +115,7 @@ def finetune(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
 
     run = RunDir(run_dir)
     if is_main_process() and not resuming:
-        create_run_dir(run_dir, config)
-        task_model.tokenizer.save_pretrained(run.tokenizer)
-        task_model.config.to_json_file(run.model_config)
+        create_run_dir(run_dir, config, task_model.tokenizer, task_model.config)
         if labels is not None:
             labels.save(run.labels)
     checkpoints = Checkpoints(run_dir, config.checkpoint.keep)

@@ -130,8 +130,15 @@ def _check_owner(run: RunDir, config: Config) -> bool:
     return False
 
 
-def create_run_dir(run_dir: Path, config: Config) -> None:
-    write_file(RunDir(run_dir).config, dump_config(config))
+def create_run_dir(run_dir: Path, config: Config, tokenizer: Any = None, model_config: Any = None) -> None:
+    """A new run's config.yaml and, for a training run, its tokenizer/ and model_config.json (the
+    BertConfig of the parameters its checkpoints hold), each written whole."""
+    run = RunDir(run_dir)
+    write_file(run.config, dump_config(config))
+    if tokenizer is not None:
+        write_dir(run.tokenizer, tokenizer.save_pretrained)
+    if model_config is not None:
+        write_file(run.model_config, model_config.to_json_string())
 
 
 def save_pretrained_dir(target: Path, model: Any, params: Any, tokenizer: Any, extra: dict | None = None) -> None:
