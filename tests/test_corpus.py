@@ -354,16 +354,21 @@ def test_default_corpus_is_the_shipped_meditations_offline(tmp_path: Path, monke
     assert hashlib.sha256((PROJECT_DATA_DIR / "meditations.txt").read_bytes()).hexdigest() == manifest["sha256"]
 
 
-def test_a_shipped_copy_that_does_not_match_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    payload = b"Pinned paragraph.\n"
+def _tiny_manifest_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, payload: bytes) -> Path:
+    """A manifest `tiny` pinning `payload` (served from a file URL), with no writable project data/."""
     source = tmp_path / "source.txt"
     source.write_bytes(payload)
     data_dir = tmp_path / "manifests"
     data_dir.mkdir()
     (data_dir / "tiny.json").write_text(json.dumps(_manifest(source.as_uri(), payload, "tiny.txt")), encoding="utf-8")
-    (data_dir / "tiny.txt").write_text("Edited by hand.\n", encoding="utf-8")
     monkeypatch.setenv("BERT_FLAX_DATA_DIR", str(data_dir))
     monkeypatch.setattr(corpus_module, "PROJECT_DATA_DIR", tmp_path / "no-checkout")
+    return data_dir
+
+
+def test_a_shipped_copy_that_does_not_match_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = _tiny_manifest_outside_a_checkout(tmp_path, monkeypatch, b"Pinned paragraph.\n")
+    (data_dir / "tiny.txt").write_text("Edited by hand.\n", encoding="utf-8")
     corpus = load_corpus(DataConfig(corpus="tiny", cache_dir=str(tmp_path / "cache")))
     assert corpus.documents == ("Pinned paragraph.",)  # the verified download, not the edited copy
 
@@ -371,13 +376,7 @@ def test_a_shipped_copy_that_does_not_match_is_not_used(tmp_path: Path, monkeypa
 def test_download_dir_falls_back_to_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a writable source checkout, downloads go to the cache directory."""
     payload = b"Cached paragraph one.\nCached paragraph two.\n"
-    source = tmp_path / "source.txt"
-    source.write_bytes(payload)
-    data_dir = tmp_path / "manifests"
-    data_dir.mkdir()
-    (data_dir / "tiny.json").write_text(json.dumps(_manifest(source.as_uri(), payload, "tiny.txt")), encoding="utf-8")
-    monkeypatch.setenv("BERT_FLAX_DATA_DIR", str(data_dir))
-    monkeypatch.setattr(corpus_module, "PROJECT_DATA_DIR", tmp_path / "no-checkout")
+    _tiny_manifest_outside_a_checkout(tmp_path, monkeypatch, payload)
     cache = tmp_path / "cache"
     corpus = load_corpus(DataConfig(corpus="tiny", cache_dir=str(cache)))
     assert corpus.documents == ("Cached paragraph one.", "Cached paragraph two.")
