@@ -93,7 +93,8 @@ def forward_attributes(package: str, target: str, names: frozenset[str]) -> Any:
     def __getattr__(name: str) -> Any:
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        warnings.warn(f"{package}.{name} moved to {target}.{name}; import it from there", DeprecationWarning, stacklevel=2)
+        message = f"{package}.{name} moved to {target}.{name}; import it from there"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(target), name)
 
     return __getattr__

@@ -23,18 +23,9 @@ from bert_flax.engine.parallel import initialize_distributed, make_data_parallel
 from bert_flax.engine.step import init_train_state
 from bert_flax.errors import UserError
 from bert_flax.interop.sources import LoadedModel, load_model_source
-from bert_flax.model.architectures import (
-    ARCHITECTURES,
-    PRETRAINING,
-    architecture_of,
-    check_heads,
-)
+from bert_flax.model.architectures import ARCHITECTURES, PRETRAINING, architecture_of, check_heads
 from bert_flax.model.losses import pretraining_task
-from bert_flax.model.pretraining import (
-    check_max_seq_len,
-    compute_dtype,
-    initialized_groups,
-)
+from bert_flax.model.pretraining import check_max_seq_len, compute_dtype, initialized_groups
 from bert_flax.pretrain import heldout_metrics
 from bert_flax.run.layout import RunDir
 

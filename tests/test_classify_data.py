@@ -18,12 +18,7 @@ from bert_flax.finetune.classify_data import (
     select_columns,
     unseen_label_counts,
 )
-from bert_flax.finetune.classify_metrics import (
-    accuracy,
-    classification_report,
-    confusion_matrix,
-    macro_f1,
-)
+from bert_flax.finetune.classify_metrics import accuracy, classification_report, confusion_matrix, macro_f1
 from bert_flax.run.layout import RunDir
 
 CLS, SEP, PAD, HELLO, WORLD = 101, 102, 0, 7592, 2088  # bert-base-uncased vocabulary ids

@@ -94,12 +94,7 @@ def test_eval_gives_the_trainers_eval_event(
 
 def tiny_model_dir(out: Path, tokenizer_dir: Path, head: str) -> Path:
     """A save_pretrained directory with the run's tokenizer and a small model without pre-training heads."""
-    from transformers import (
-        BertConfig,
-        BertTokenizerFast,
-        FlaxBertForSequenceClassification,
-        FlaxBertModel,
-    )
+    from transformers import BertConfig, BertTokenizerFast, FlaxBertForSequenceClassification, FlaxBertModel
 
     tokenizer = BertTokenizerFast.from_pretrained(tokenizer_dir)
     config = BertConfig(

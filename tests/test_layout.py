@@ -145,10 +145,9 @@ def test_old_import_paths_still_work(old: str, new: str) -> None:
 def test_old_paths_of_split_and_replaced_modules() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from bert_flax.run_dir import check_run_dir, read_metrics
-
         from bert_flax.interop import to_torch_state
         from bert_flax.model import build_model
+        from bert_flax.run_dir import check_run_dir, read_metrics
     from bert_flax.interop.torch_state import to_torch_state as torch_state
     from bert_flax.model.pretraining import build_model as pretraining_build
     from bert_flax.run.layout import check_run_dir as layout_check

@@ -17,12 +17,7 @@ from transformers import BertConfig, FlaxBertForPreTraining
 from bert_flax.config import Config, DataConfig, ModelConfig, TrainConfig
 from bert_flax.errors import UserError
 from bert_flax.hub import hub_reachable
-from bert_flax.model.pretraining import (
-    PretrainingModel,
-    build_model,
-    preset_config,
-    pretraining_logits,
-)
+from bert_flax.model.pretraining import PretrainingModel, build_model, preset_config, pretraining_logits
 
 VOCAB = 1000
 B, L, P = 3, 16, 5

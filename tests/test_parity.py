@@ -8,13 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from bert_flax.config import (
-    Config,
-    DataConfig,
-    MaskingConfig,
-    ModelConfig,
-    TokenizerConfig,
-)
+from bert_flax.config import Config, DataConfig, MaskingConfig, ModelConfig, TokenizerConfig
 from bert_flax.data.masking import IGNORE_INDEX, to_hf_labels
 from bert_flax.data.pipeline import Batch, DataPosition, PretrainingStream
 from bert_flax.data.tokenized import tokenize_documents

@@ -11,13 +11,7 @@ import pytest
 from conftest import BATCH_KEYS
 
 from bert_flax.config import DataConfig, MaskingConfig
-from bert_flax.data.pipeline import (
-    STREAM_EVAL,
-    DataPosition,
-    PretrainingStream,
-    layout,
-    local_rows,
-)
+from bert_flax.data.pipeline import STREAM_EVAL, DataPosition, PretrainingStream, layout, local_rows
 from bert_flax.data.tokenizer import TokenIds
 
 MAX_SEQ_LEN = 64

@@ -14,20 +14,10 @@ import numpy as np
 import pytest
 
 from bert_flax.errors import UserError
-from bert_flax.finetune.qa_features import (
-    NOT_CONTEXT,
-    QAFeatures,
-    make_features,
-    window_count,
-)
+from bert_flax.finetune.qa_features import NOT_CONTEXT, QAFeatures, make_features, window_count
 from bert_flax.finetune.qa_postprocess import best_answers, span_predictions
 from bert_flax.finetune.squad import QAExample, examples_from_records, read_squad
-from bert_flax.finetune.squad_metrics import (
-    exact_match,
-    f1,
-    normalize_answer,
-    squad_scores,
-)
+from bert_flax.finetune.squad_metrics import exact_match, f1, normalize_answer, squad_scores
 
 NUMBERS = (
     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "

@@ -13,11 +13,7 @@ from transformers import BertTokenizerFast
 from bert_flax.config import DataConfig, TokenizerConfig
 from bert_flax.data.corpus import Corpus, load_corpus
 from bert_flax.data.sentences import split_sentences
-from bert_flax.data.tokenized import (
-    TokenizedCorpus,
-    tokenize_corpus,
-    tokenize_documents,
-)
+from bert_flax.data.tokenized import TokenizedCorpus, tokenize_corpus, tokenize_documents
 from bert_flax.data.tokenizer import SPECIAL_TOKENS, TokenIds, load_tokenizer
 from bert_flax.data.wordpiece import learn_vocab
 from bert_flax.errors import UserError

@@ -14,13 +14,7 @@ import numpy as np
 
 from bert_flax.config import DataConfig, MaskingConfig
 from bert_flax.data.masking import mask_tokens
-from bert_flax.data.pairing import (
-    Instances,
-    segment_bounds,
-    segment_pairs,
-    sentence_pairs,
-    single_segments,
-)
+from bert_flax.data.pairing import Instances, segment_bounds, segment_pairs, sentence_pairs, single_segments
 from bert_flax.data.tokenized import TokenizedCorpus
 from bert_flax.data.tokenizer import TokenIds
 from bert_flax.errors import UserError

@@ -13,11 +13,7 @@ import jax
 
 from bert_flax.config import Config
 from bert_flax.engine.checkpoint import Checkpoints
-from bert_flax.engine.parallel import (
-    DataParallel,
-    check_batch_sizes,
-    initialize_distributed,
-)
+from bert_flax.engine.parallel import DataParallel, check_batch_sizes, initialize_distributed
 from bert_flax.engine.preemption import StopSignals
 from bert_flax.engine.prefetch import Prefetcher
 from bert_flax.errors import UserError

@@ -17,14 +17,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bert_flax.config import Config, ParallelConfig
-from bert_flax.engine.step import (
-    Batch,
-    Metrics,
-    Task,
-    TrainState,
-    make_eval_step,
-    make_train_step,
-)
+from bert_flax.engine.step import Batch, Metrics, Task, TrainState, make_eval_step, make_train_step
 from bert_flax.errors import UserError
 
 DATA_AXIS = "data"

@@ -20,12 +20,7 @@ from bert_flax.data.tokenizer import load_tokenizer
 from bert_flax.errors import UserError
 from bert_flax.interop.sources import load_model_source
 from bert_flax.model.architectures import ARCHITECTURES
-from bert_flax.model.pretraining import (
-    check_max_seq_len,
-    compute_dtype,
-    init_params,
-    preset_config,
-)
+from bert_flax.model.pretraining import check_max_seq_len, compute_dtype, init_params, preset_config
 
 log = logging.getLogger(__name__)
 TASK_ARCHITECTURES = {"classify": "BertForSequenceClassification", "qa": "BertForQuestionAnswering"}

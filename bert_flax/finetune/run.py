@@ -36,12 +36,7 @@ from bert_flax.finetune.squad_metrics import squad_scores
 from bert_flax.finetune.tasks import classification_task, qa_task
 from bert_flax.model.losses import cross_entropy
 from bert_flax.pretrain import RunResult
-from bert_flax.run.layout import (
-    RunDir,
-    create_run_dir,
-    read_saved_eval,
-    save_pretrained_dir,
-)
+from bert_flax.run.layout import RunDir, create_run_dir, read_saved_eval, save_pretrained_dir
 
 BEST_METRIC = {"classify": "accuracy", "qa": "f1"}
 

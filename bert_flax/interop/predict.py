@@ -13,12 +13,7 @@ import numpy as np
 
 from bert_flax.errors import UserError
 from bert_flax.interop.sources import load_model_source
-from bert_flax.model.architectures import (
-    PRETRAINING,
-    architecture_of,
-    check_heads,
-    require,
-)
+from bert_flax.model.architectures import PRETRAINING, architecture_of, check_heads, require
 
 log = logging.getLogger(__name__)
 NSP_LABELS = ("IsNext", "NotNext")  # Hugging Face: logit 0 = IsNext
