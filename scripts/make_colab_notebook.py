@@ -45,10 +45,15 @@ CELLS: list[tuple[str, str, str]] = [
 
         **Runtime** (*Runtime → Change runtime type*):
         - **TPU** or **GPU**: continued pre-training of `bert-base-uncased` with MLM + NSP
-          (`configs/meditations.yaml`; downloads the model from the Hugging Face hub). The global batch
-          of 32 is split over the devices, so their number must divide it (a TPU v2-8 has 8).
+          (`configs/meditations.yaml`; downloads the model from the Hugging Face hub). Colab's TPU runtime
+          is a single-chip **v5e-1** (a v6e-1 on paid tiers) since September 2025, and its GPU runtimes
+          have one GPU: one device. The global batch of 32 is split over however many devices there are,
+          so an older TPU v2-8 (8 devices) runs the same config.
         - **CPU**: a small BERT (4 layers, hidden 256) from scratch, with a WordPiece vocabulary learned
           on the corpus (`configs/meditations_scratch.yaml`; no hub). A few minutes on Colab's 2 cores.
+
+        Written for Colab's runtimes as documented in November 2026: the GPU image built on CUDA 12.8
+        (NVIDIA driver 550–570, `jax-cuda12-plugin` preinstalled) and the v5e-1 / v6e-1 TPU runtimes.
         """,
     ),
     (
@@ -90,12 +95,19 @@ CELLS: list[tuple[str, str, str]] = [
         """
         ## 1. Install
 
-        The accelerator is read from the machine before JAX is installed (a Google TPU on the PCI bus, or a
-        working `nvidia-smi`) to pick the pip extras: `torch` always (export check and PyTorch inference),
-        plus `tpu` or `cuda`. The `cuda` extra installs JAX's CUDA 13 wheels, which need a recent NVIDIA
-        driver: if step 2 shows only CPU devices on a GPU runtime, compare `nvidia-smi`'s driver with JAX's
-        install notes and install the matching `jax[cuda12]` instead. If pip asks for a restart, restart the
-        runtime and run the notebook again from the top: the clone is reused.
+        `scripts/accelerator.py` reads the machine before JAX is installed and picks the pip extras:
+        `torch` always (export check and PyTorch inference), plus
+        - on a GPU, by the driver `nvidia-smi` reports: `cuda13` (JAX's CUDA 13 wheels) from driver 580,
+          `cuda12` from 525 (Colab's GPU image: CUDA 12.8, driver 550–570); an older driver is an error.
+          The other CUDA major's JAX plugins are uninstalled first, because two plugins clash;
+        - on a TPU (a Google PCI device with a TPU chip's device id, as JAX checks): `tpu`;
+        - otherwise nothing more: JAX on the CPU.
+
+        **This downgrades preinstalled packages**: Flax models exist only in transformers 4, so pip replaces
+        Colab's transformers 5.x with 4.57 and huggingface_hub 1.x with 0.x. Other preinstalled packages
+        that want the newer ones may print warnings; this notebook does not use them. A failed install
+        stops here, with pip's output above. If pip asks for a restart, restart the runtime and run the
+        notebook again from the top: the clone is reused.
 
         JAX never starts a device in this notebook's own process: every step that needs one is a `bert-flax`
         command in a subprocess, because a TPU can be held by one process only and JAX on a GPU reserves most
@@ -109,7 +121,6 @@ CELLS: list[tuple[str, str, str]] = [
         import json
         import os
         import shlex
-        import shutil
         import subprocess
         import sys
         from pathlib import Path
@@ -118,14 +129,12 @@ CELLS: list[tuple[str, str, str]] = [
             CORPUS = str(Path(CORPUS).expanduser().resolve())  # a relative path means: from where we started
 
 
-        def runtime_accelerator() -> str:
-            \"\"\"'tpu', 'gpu' or 'cpu', read from the machine without importing JAX.\"\"\"
-            vendors = {p.read_text().strip() for p in Path("/sys/bus/pci/devices").glob("*/vendor")}
-            if os.environ.get("COLAB_TPU_ADDR") or "0x1ae0" in vendors:  # 0x1ae0: Google, the TPU chips
-                return "tpu"
-            if shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi"], capture_output=True).returncode == 0:
-                return "gpu"
-            return "cpu"
+        def run_json(*command: str) -> dict:
+            \"\"\"The JSON that a command prints on its last line; its stderr if it fails.\"\"\"
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"{command[0]} failed with exit code {done.returncode}:\\n{done.stderr}")
+            return json.loads(done.stdout.strip().splitlines()[-1])
 
 
         def check(what: str) -> None:
@@ -135,8 +144,6 @@ CELLS: list[tuple[str, str, str]] = [
                 raise RuntimeError(f"{what} failed with exit code {code}; its output is above")
 
 
-        RUNTIME = runtime_accelerator()
-        print("runtime:", RUNTIME)
         if INSTALL:
             if not Path("bert_flax/__init__.py").is_file():  # not yet inside the checkout (a rerun of this cell is)
                 if not Path(REPO_DIR, ".git").is_dir():
@@ -145,12 +152,21 @@ CELLS: list[tuple[str, str, str]] = [
                 os.chdir(REPO_DIR)
             !git pull --ff-only
             check("git pull")
-            extras = {"tpu": "torch,tpu", "gpu": "torch,cuda", "cpu": "torch"}[RUNTIME]
-            %pip install --quiet -e ".[{extras}]"
         else:  # inside a checkout: the repository root, or notebooks/ beside it
             root = next((d for d in (Path.cwd(), Path.cwd().parent) if Path(d, "bert_flax/__init__.py").is_file()), None)
             assert root is not None, f"INSTALL is False but {Path.cwd()} is not in a bert_flax checkout"
             os.chdir(root)
+
+        ACCELERATOR = run_json(sys.executable, "scripts/accelerator.py", "--json")
+        RUNTIME = ACCELERATOR["runtime"]
+        print(f"runtime: {RUNTIME} ({ACCELERATOR['detail']}); pip extras: {ACCELERATOR['extras']}")
+        if INSTALL:
+            PYTHON, EXTRAS, CLASHING = shlex.quote(sys.executable), ACCELERATOR["extras"], " ".join(ACCELERATOR["uninstall"])
+            if CLASHING:
+                !{PYTHON} -m pip uninstall --quiet --yes {CLASHING}
+                check("pip uninstall")
+            !{PYTHON} -m pip install --quiet -e ".[{EXTRAS}]"
+            check("pip install")
         print("working directory:", Path.cwd())
         """,
     ),
@@ -160,27 +176,28 @@ CELLS: list[tuple[str, str, str]] = [
         """
         ## 2. Devices
 
-        What JAX sees, asked in a subprocess. On a TPU v2-8 this lists 8 `TpuDevice`s; the training step is
-        data-parallel over all of them.
+        What JAX sees, asked in a subprocess: one `TpuDevice` on Colab's v5e-1 (8 on a v2-8), one
+        `CudaDevice` per GPU, or one `CpuDevice`. The training step is data-parallel over all of them. On a
+        TPU or GPU runtime where JAX ends up with only the CPU (a JAX that cannot use the accelerator), the
+        notebook stops here instead of training for hours on the CPU.
         """,
     ),
     (
         "devices",
         "code",
         """
-        def run_json(*command: str) -> dict:
-            \"\"\"The JSON that a command prints on its last line; its stderr if it fails.\"\"\"
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                raise RuntimeError(f"{command[0]} failed with exit code {done.returncode}:\\n{done.stderr}")
-            return json.loads(done.stdout.strip().splitlines()[-1])
-
-
         probe = "import json, jax; print(json.dumps({'backend': jax.default_backend(), 'devices': repr(jax.devices())}))"
         found = run_json(sys.executable, "-c", probe)
         BACKEND = found["backend"]
         print("backend:", BACKEND)
         print("jax.devices():", found["devices"])
+        if RUNTIME != "cpu" and BACKEND == "cpu":
+            raise RuntimeError(
+                f"this is a {RUNTIME.upper()} runtime ({ACCELERATOR['detail']}) but JAX sees only the CPU, so the "
+                f"JAX installed with the extras '{ACCELERATOR['extras']}' cannot drive it. Restart the runtime and "
+                "run the notebook again from the top; if this stays, compare nvidia-smi's driver with JAX's "
+                "installation guide (CUDA 12 wheels need driver 525 or newer, CUDA 13 wheels 580)."
+            )
         """,
     ),
     (

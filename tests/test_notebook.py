@@ -7,8 +7,11 @@ tiny overrides injected after the `parameters` cell (as papermill would), from t
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,90 @@ def test_notebook_runs_top_to_bottom(smoke_cache, tmp_path, monkeypatch):
 
     model = BertForPreTraining.from_pretrained(export_dir)
     assert model.config.vocab_size == len(BertTokenizerFast.from_pretrained(export_dir))
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# Stands in for nvidia-smi on a GPU runtime whose JAX cannot use the GPU (there is none here).
+echo "{driver}"
+"""
+SETUP_CELLS = ("parameters", "install", "devices")  # up to the point where a runtime is set up
+
+
+def _setup_notebook(values: dict):
+    """The notebook's first cells only (parameters, install, devices), with `values` injected."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells = [cell for cell in nb.cells if cell.get("id") in SETUP_CELLS]
+    inject_parameters(nb, values)
+    return nb
+
+
+def _kernel_in(venv_python: Path, jupyter_dir: Path) -> str:
+    """A kernelspec that starts ipykernel with `venv_python`; its name (JUPYTER_PATH must hold jupyter_dir)."""
+    spec_dir = jupyter_dir / "kernels" / "install-test"
+    spec_dir.mkdir(parents=True)
+    argv = [str(venv_python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec_dir.joinpath("kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "install test", "language": "python"})
+    )
+    return "install-test"
+
+
+def test_install_branch_clones_and_installs_the_checkout(tmp_path, monkeypatch):
+    """INSTALL=True, as on Colab: clone the repository, pick the extras for this machine (the CPU here),
+    pip-install it into the kernel's environment and start JAX in a subprocess. Offline: the clone comes
+    from this checkout's commits (file://), and the kernel's venv sees this environment's packages
+    through a .pth file, so pip finds every dependency installed and fetches nothing."""
+    NotebookClient = pytest.importorskip("nbclient").NotebookClient
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    venv_python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(venv_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(purelib, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    kernel = _kernel_in(venv_python, tmp_path / "jupyter")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # nothing may be downloaded
+    monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # (pip reads 0 as: no isolation) setuptools is installed
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    monkeypatch.chdir(tmp_path)
+    clone = tmp_path / "clone"
+    nb = _setup_notebook({"INSTALL": True, "REPO_URL": REPO_ROOT.as_uri(), "REPO_DIR": str(clone)})
+
+    NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name=kernel).execute()
+
+    install = _text(_cell(nb, "install"))
+    assert "runtime: cpu (no GPU or TPU found); pip extras: torch" in install, install
+    assert f"working directory: {clone}" in install
+    located = subprocess.run(
+        [str(venv_python), "-c", "import bert_flax; print(bert_flax.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert located.stdout.strip() == str(clone / "bert_flax" / "__init__.py")  # installed from the clone
+    assert "backend: cpu" in _text(_cell(nb, "devices"))
+
+
+def test_an_accelerator_runtime_with_a_cpu_only_jax_stops(tmp_path, monkeypatch):
+    """A GPU runtime (a fake nvidia-smi) where JAX finds only the CPU stops at the devices cell, saying so."""
+    NotebookClient = pytest.importorskip("nbclient").NotebookClient
+    CellExecutionError = pytest.importorskip("nbclient.exceptions").CellExecutionError
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text(FAKE_NVIDIA_SMI.format(driver="550.54.15"))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    nb = _setup_notebook({"INSTALL": False})
+    with pytest.raises(CellExecutionError, match="this is a GPU runtime .* but JAX sees only the CPU"):
+        NotebookClient(
+            nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}
+        ).execute()
+    assert "runtime: gpu (NVIDIA driver 550.54.15: CUDA 12 wheels); pip extras: torch,cuda12" in _text(
+        _cell(nb, "install")
+    )
