@@ -8,6 +8,7 @@ PROG=$(basename "$0")
 DEFAULT_REF=main
 DEFAULT_REMOTE_DIR=bert_flax
 DEFAULT_PYTHON=3.12
+DEFAULT_POLL_SECONDS=30
 # Matches bert_flax.cli._OVERRIDE: section.key=value.
 OVERRIDE_RE='^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*='
 
@@ -20,8 +21,14 @@ Run bert-flax pre-training on a Cloud TPU VM (single host or pod slice) with
 not use are ignored), so one command line can be rerun with another COMMAND.
 
 Commands:
-  create    describe the TPU VM; create it only when it does not exist
-            (a PREEMPTED or TERMINATED one is an error: \`delete\`, then \`up\`)
+  create    describe the TPU VM; create it only when it does not exist. A READY one
+            is reused, a STOPPED one started, a CREATING (STARTING, RESTARTING,
+            REPAIRING) one waited for until READY; a PREEMPTED or TERMINATED one is
+            an error (\`delete\`, then \`up\`). When describe fails for another
+            reason than "not found" (permissions, the TPU API not enabled, a wrong
+            project), its error is shown and nothing is created.
+            With --queued: a queued resource NAME (node NAME) is requested instead,
+            or reused, and waited for until ACTIVE.
   install   on every worker (--worker=all): clone the repository into
             ~/REMOTE_DIR or update it (fetch REF, check it out detached), make
             REMOTE_DIR/.venv with uv and --python, then \`pip install -e ".[tpu]"\`
@@ -36,7 +43,8 @@ Commands:
             Read the log: gcloud compute tpus tpu-vm ssh NAME --zone=ZONE
               --worker=0 --command='tail -n 40 bert_flax/logs/pretrain-*.log'
   fetch     copy RUN_DIR from worker 0 (scp --recurse --worker=0) to DEST/
-  delete    delete the TPU VM (gcloud asks to confirm unless --yes)
+  delete    delete the TPU VM (gcloud asks to confirm unless --yes); with --queued,
+            the queued resource and its TPU VM
   up        create, install, run
 
 Options:
@@ -48,14 +56,22 @@ Options:
                         tpu-ubuntu2204-base; v5litepod: v2-alpha-tpuv5-lite;
                         v5p: v2-alpha-tpuv5; v6e: v2-alpha-tpuv6e)
   --spot                create a Spot VM (cheaper; can be preempted at any time)
-  --preemptible         create a legacy preemptible VM (at most 24 h)
+  --preemptible         create a legacy preemptible VM (at most 24 h; not with --queued)
+  --queued              create through a queued resource: the request waits in Cloud
+                        TPU's queue until capacity is free, where a direct create
+                        fails outright when it is short. Google recommends it for
+                        new generations (v5e, v6e) and Spot VMs.
+  --wait-timeout SECS   create: give up waiting for READY / ACTIVE after SECS seconds
+                        (default 0: wait as long as it takes; a queued request can
+                        take hours). Checked every \$TPU_VM_POLL_SECONDS (default $DEFAULT_POLL_SECONDS).
   --repo URL            git URL the workers clone (required by install; must be
                         reachable from the workers without your credentials)
   --ref REF             branch, tag or full commit hash to check out (default: $DEFAULT_REF)
   --remote-dir DIR      checkout on each worker, relative to its home directory or
                         absolute (default: $DEFAULT_REMOTE_DIR)
   --python VERSION      Python of the workers' virtual environment (default: $DEFAULT_PYTHON;
-                        JAX needs 3.11 or newer; Ubuntu 22.04 images ship 3.10)
+                        JAX 0.10 needs 3.11, JAX 0.11 and newer 3.12; Ubuntu 22.04
+                        images ship 3.10, so uv installs the one asked for)
   --config FILE         config on the workers, relative to REMOTE_DIR (e.g.
                         configs/meditations_scratch.yaml) or absolute
   --run-dir DIR         run directory on the workers, relative to REMOTE_DIR or absolute
@@ -114,14 +130,72 @@ quoted() {
     printf '%s\n' "$out"
 }
 
-gcloud_tpu() {
-    local cmd=(gcloud compute tpus tpu-vm "$@")
+# `gcloud compute tpus GROUP ...` (GROUP: tpu-vm or queued-resources), echoed to stderr, or only
+# printed with --dry-run.
+gcloud_tpus() {
+    local cmd=(gcloud compute tpus "$@")
     if ((dry_run)); then
         quoted "${cmd[@]}"
     else
         printf '+ %s\n' "$(quoted "${cmd[@]}")" >&2
         "${cmd[@]}"
     fi
+}
+
+gcloud_tpu() {
+    gcloud_tpus tpu-vm "$@"
+}
+
+# `gcloud compute tpus GROUP describe NAME --format=value(FIELDS)`: prints the values and returns 0,
+# or returns 3 when there is no such resource. Any other failure (permissions, a disabled API, a
+# wrong project) is shown and ends the script: it must not read as "not found, create it".
+describe() {
+    local group=$1 fields=$2 out status=0 err
+    local cmd=(gcloud compute tpus "$group" describe "$name" "${location[@]}" "--format=value($fields)")
+    printf '+ %s\n' "$(quoted "${cmd[@]}")" >&2
+    err=$(mktemp)
+    out=$("${cmd[@]}" 2>"$err") || status=$?
+    if ((status == 0)); then
+        rm -f "$err"
+        printf '%s\n' "$out"
+        return 0
+    fi
+    if grep -qiE 'NOT_FOUND|not found' "$err"; then
+        rm -f "$err"
+        return 3
+    fi
+    cat "$err" >&2
+    rm -f "$err"
+    echo "error: gcloud could not describe $group $name (above, exit $status); fix that first (credentials, the Cloud TPU API, --project, --zone)" >&2
+    exit 1
+}
+
+# Poll `describe GROUP` until its state (the first field) is WANTED; a state in STOP ends the script.
+wait_for_state() {
+    local group=$1 fields=$2 wanted=$3 stop=$4 waited=0 found state status
+    while :; do
+        status=0
+        found=$(describe "$group" "$fields") || status=$?
+        if ((status == 3)); then
+            echo "error: $group $name disappeared while waiting for $wanted" >&2
+            exit 1
+        fi
+        state=${found%%[[:space:]]*}
+        if [[ "$state" == "$wanted" ]]; then return 0; fi
+        if [[ " $stop " == *" $state "* ]]; then
+            local delete="$PROG delete"
+            if ((queued)); then delete+=" --queued"; fi
+            echo "error: $group $name is $state, not $wanted; run '$delete' then '$PROG up'" >&2
+            exit 1
+        fi
+        if ((wait_timeout > 0 && waited >= wait_timeout)); then
+            echo "error: $group $name is still ${state:-in no state} after ${waited} s (--wait-timeout $wait_timeout)" >&2
+            exit 1
+        fi
+        echo "$group $name is ${state:-in no state yet}; waiting for $wanted (checking every $poll_seconds s)" >&2
+        sleep "$poll_seconds"
+        waited=$((waited + poll_seconds))
+    done
 }
 
 default_version() {
@@ -147,31 +221,74 @@ cmd_create() {
     local version=$runtime_version
     # Not `local version=$(...)`: `local` would hide default_version's exit status from `set -e`.
     if [[ -z "$version" ]]; then version=$(default_version "$accelerator"); fi
+    if ((queued)); then
+        create_queued "$version"
+        return
+    fi
     local create=(create "$name" "${location[@]}" "--accelerator-type=$accelerator" "--version=$version")
     if [[ -n "$capacity" ]]; then create+=("$capacity"); fi
     if ((dry_run)); then
         gcloud_tpu describe "$name" "${location[@]}" "--format=value(state,acceleratorType)"
-        echo "# create runs only when describe finds no TPU VM:"
+        echo "# create runs only when describe finds no TPU VM (a STOPPED one is started, a CREATING one waited for):"
         gcloud_tpu "${create[@]}"
         return
     fi
-    local found state type
-    if found=$(gcloud_tpu describe "$name" "${location[@]}" "--format=value(state,acceleratorType)" 2>/dev/null); then
-        read -r state type <<<"$found" || true
-        case "$state" in
-            PREEMPTED | TERMINATED)
-                echo "error: TPU VM $name is $state and cannot be restarted; run '$PROG delete' then '$PROG up'" >&2
-                exit 1
-                ;;
-        esac
-        echo "TPU VM $name exists (state ${state:-unknown}, ${type:-unknown type}); reusing it" >&2
-        if [[ -n "$type" && "$type" != "$accelerator" ]]; then
-            echo "warning: $name is a $type, not the requested $accelerator" >&2
-        fi
-    else
+    local found state type status=0
+    found=$(describe tpu-vm "state,acceleratorType") || status=$?
+    if ((status == 3)); then
         echo "no TPU VM $name found; creating it ($accelerator, $version)" >&2
         gcloud_tpu "${create[@]}"
+        return
     fi
+    read -r state type <<<"$found" || true
+    if [[ -n "$type" && "$type" != "$accelerator" ]]; then
+        echo "warning: $name is a $type, not the requested $accelerator" >&2
+    fi
+    case "$state" in
+        READY) echo "TPU VM $name exists (state READY, ${type:-unknown type}); reusing it" >&2 ;;
+        STOPPED | STOPPING)
+            echo "TPU VM $name is $state; starting it" >&2
+            if [[ "$state" == STOPPING ]]; then wait_for_state tpu-vm state STOPPED "$NODE_LOST"; fi
+            gcloud_tpu start "$name" "${location[@]}"
+            wait_for_state tpu-vm state READY "$NODE_LOST"
+            ;;
+        CREATING | STARTING | RESTARTING | REPAIRING | REIMAGING)
+            echo "TPU VM $name is $state; waiting until it is READY" >&2
+            wait_for_state tpu-vm state READY "$NODE_LOST"
+            ;;
+        PREEMPTED | TERMINATED)
+            echo "error: TPU VM $name is $state and cannot be restarted; run '$PROG delete' then '$PROG up'" >&2
+            exit 1
+            ;;
+        *)
+            echo "error: TPU VM $name is ${state:-in an unknown state}; wait, or run '$PROG delete' then '$PROG up'" >&2
+            exit 1
+            ;;
+    esac
+}
+
+# A queued resource NAME whose node is NAME: requested unless it exists, then waited for until ACTIVE.
+create_queued() {
+    local version=$1
+    local create=(create "$name" "--node-id=$name" "${location[@]}" "--accelerator-type=$accelerator"
+        "--runtime-version=$version")
+    if [[ -n "$capacity" ]]; then create+=("$capacity"); fi
+    if ((dry_run)); then
+        gcloud_tpus queued-resources describe "$name" "${location[@]}" "--format=value(state.state)"
+        echo "# create runs only when describe finds no queued resource; then describe until ACTIVE:"
+        gcloud_tpus queued-resources "${create[@]}"
+        return
+    fi
+    local found status=0
+    found=$(describe queued-resources state.state) || status=$?
+    if ((status == 3)); then
+        echo "no queued resource $name found; requesting one ($accelerator, $version)" >&2
+        gcloud_tpus queued-resources "${create[@]}"
+    else
+        echo "queued resource $name exists (state ${found:-unknown}); reusing it" >&2
+    fi
+    wait_for_state queued-resources state.state ACTIVE "FAILED SUSPENDING SUSPENDED DELETING"
+    echo "queued resource $name is ACTIVE: TPU VM $name is ready" >&2
 }
 
 cmd_install() {
@@ -226,11 +343,11 @@ cmd_fetch() {
 }
 
 cmd_delete() {
-    if ((yes)); then
-        gcloud_tpu delete "$name" "${location[@]}" --quiet
-    else
-        gcloud_tpu delete "$name" "${location[@]}"
-    fi
+    local delete=(tpu-vm delete "$name" "${location[@]}")
+    # --force: the queued resource's TPU VM is deleted with it.
+    if ((queued)); then delete=(queued-resources delete "$name" "${location[@]}" --force); fi
+    if ((yes)); then delete+=(--quiet); fi
+    gcloud_tpus "${delete[@]}"
 }
 
 # --- arguments ---------------------------------------------------------------------------------
@@ -249,7 +366,9 @@ shift
 
 name="" zone="" project="" accelerator="" runtime_version="" capacity="" repo="" ref=$DEFAULT_REF
 remote_dir=$DEFAULT_REMOTE_DIR python_version=$DEFAULT_PYTHON config="" run_dir="" dest_dir=""
-follow=0 yes=0 dry_run=0
+follow=0 yes=0 dry_run=0 queued=0 wait_timeout=0
+poll_seconds=${TPU_VM_POLL_SECONDS:-$DEFAULT_POLL_SECONDS}
+NODE_LOST="PREEMPTED TERMINATED DELETING"  # states a TPU VM being waited for never leaves
 overrides=()
 
 while (($#)); do
@@ -264,13 +383,14 @@ while (($#)); do
             capacity=$arg
             ;;
         --follow) follow=1 ;;
+        --queued) queued=1 ;;
         --yes) yes=1 ;;
         --dry-run) dry_run=1 ;;
         --) shift && overrides+=("$@") && break ;;
         --name | --zone | --project | --accelerator | --version | --repo | --ref | --remote-dir | --python | \
-            --config | --run-dir | --dest | \
+            --config | --run-dir | --dest | --wait-timeout | \
             --name=* | --zone=* | --project=* | --accelerator=* | --version=* | --repo=* | --ref=* | \
-            --remote-dir=* | --python=* | --config=* | --run-dir=* | --dest=*)
+            --remote-dir=* | --python=* | --config=* | --run-dir=* | --dest=* | --wait-timeout=*)
             if [[ "$arg" == *=* ]]; then
                 option=${arg%%=*} value=${arg#*=}
             else
@@ -292,6 +412,10 @@ while (($#)); do
                 --config) config=$value ;;
                 --run-dir) run_dir=$value ;;
                 --dest) dest_dir=$value ;;
+                --wait-timeout)
+                    [[ "$value" =~ ^[0-9]+$ ]] || die_usage "--wait-timeout '$value' is not a number of seconds"
+                    wait_timeout=$value
+                    ;;
             esac
             ;;
         -*) die_usage "unknown option '$arg'; see $PROG --help" ;;
@@ -307,6 +431,10 @@ done
 if [[ -n "$accelerator" && ! "$accelerator" =~ ^v[0-9][a-z0-9]*-[0-9]+$ ]]; then
     die_usage "--accelerator '$accelerator' is not an accelerator type like v3-8, v4-32 or v5litepod-8"
 fi
+if ((queued)) && [[ "$capacity" == --preemptible ]]; then
+    die_usage "--preemptible VMs cannot be queued; use --spot with --queued"
+fi
+[[ "$poll_seconds" =~ ^[0-9]+$ ]] || die_usage "TPU_VM_POLL_SECONDS '$poll_seconds' is not a number of seconds"
 for item in ${overrides[@]+"${overrides[@]}"}; do
     [[ "$item" =~ $OVERRIDE_RE ]] || die_usage "'$item' is not a config override of the form section.key=value"
     [[ "$item" != parallel.distributed=* ]] || die_usage "parallel.distributed is always true here; remove '$item'"

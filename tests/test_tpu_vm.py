@@ -39,12 +39,27 @@ SHELL_OPERATORS = {">", ">>", "2>&1", "<", "&", "&&", "|", "||", ";"}
 FAKE_GCLOUD = """#!{python}
 import json, os, sys
 args = sys.argv[1:]
-with open(os.environ["FAKE_GCLOUD_LOG"], "a") as log:
+log_path = os.environ["FAKE_GCLOUD_LOG"]
+with open(log_path, "a") as log:
     log.write(json.dumps(args) + "\\n")
-if args[:4] == ["compute", "tpus", "tpu-vm", "describe"]:
-    state = os.environ.get("FAKE_TPU_STATE", "")
+
+
+def next_state(variable):
+    # FAKE_TPU_STATE / FAKE_QR_STATE: "A|B|C", one per describe call, the last one repeating; "" not found
+    states = os.environ.get(variable, "").split("|")
+    counter = f"{{log_path}}.{{variable}}"
+    calls = int(open(counter).read()) if os.path.exists(counter) else 0
+    open(counter, "w").write(str(calls + 1))
+    return states[min(calls, len(states) - 1)]
+
+
+if args[3:4] == ["describe"]:
+    if os.environ.get("FAKE_DESCRIBE_ERROR"):
+        print(os.environ["FAKE_DESCRIBE_ERROR"], file=sys.stderr)
+        sys.exit(1)
+    state = next_state("FAKE_QR_STATE" if args[2] == "queued-resources" else "FAKE_TPU_STATE")
     if not state:
-        print("ERROR: (gcloud.compute.tpus.tpu-vm.describe) NOT_FOUND: node not found", file=sys.stderr)
+        print(f"ERROR: (gcloud.compute.tpus.{{args[2]}}.describe) NOT_FOUND: Resource not found", file=sys.stderr)
         sys.exit(1)
     print(state)
 """
@@ -71,12 +86,22 @@ def gcloud(tmp_path: Path):
     fake.chmod(0o755)
     log = tmp_path / "gcloud.jsonl"
 
-    def run(*args: str, state: str = "", cwd: Path = tmp_path) -> subprocess.CompletedProcess:
+    def run(
+        *args: str,
+        state: str = "",
+        queued_state: str = "",
+        describe_error: str = "",
+        poll: str = "0",
+        cwd: Path = tmp_path,
+    ) -> subprocess.CompletedProcess:
         env = {
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "FAKE_GCLOUD_LOG": str(log),
             "FAKE_TPU_STATE": state,
+            "FAKE_QR_STATE": queued_state,
+            "FAKE_DESCRIBE_ERROR": describe_error,
+            "TPU_VM_POLL_SECONDS": poll,
         }
         return subprocess.run(["bash", str(SCRIPT), *args], env=env, cwd=cwd, capture_output=True, text=True)
 
@@ -86,6 +111,12 @@ def gcloud(tmp_path: Path):
         return [json.loads(line) for line in log.read_text().splitlines()]
 
     return run, calls
+
+
+def commands(calls: list[list[str]]) -> list[str]:
+    """"group verb" of each gcloud call: "tpu-vm describe", "queued-resources create", ..."""
+    assert all(call[:2] == ["compute", "tpus"] for call in calls), calls
+    return [f"{call[2]} {call[3]}" for call in calls]
 
 
 def verbs(calls: list[list[str]]) -> list[str]:
@@ -162,6 +193,115 @@ def test_a_preempted_vm_is_not_reused(gcloud):
     assert result.returncode == 1
     assert verbs(calls()) == ["describe"]
     assert "PREEMPTED" in result.stderr and "delete" in result.stderr
+
+
+def test_a_stopped_vm_is_started_then_used(gcloud):
+    run, calls = gcloud
+    result = run("up", *UP, state="STOPPED\tv4-32|READY\tv4-32")
+    assert result.returncode == 0, result.stderr
+    recorded = calls()
+    assert commands(recorded) == ["tpu-vm describe", "tpu-vm start", "tpu-vm describe", "tpu-vm ssh", "tpu-vm ssh"]
+    assert recorded[1][4:] == ["bert-tpu", "--zone=us-central2-b", "--project=my-project"]
+    assert "is STOPPED; starting it" in result.stderr
+
+
+def test_a_vm_being_created_is_waited_for(gcloud):
+    run, calls = gcloud
+    result = run("up", *UP, state="CREATING\tv4-32|CREATING\tv4-32|READY\tv4-32")
+    assert result.returncode == 0, result.stderr
+    assert commands(calls()) == ["tpu-vm describe"] * 3 + ["tpu-vm ssh", "tpu-vm ssh"]
+    assert "waiting until it is READY" in result.stderr and "tpu-vm bert-tpu is CREATING; waiting" in result.stderr
+
+
+def test_a_vm_preempted_while_waited_for_is_an_error(gcloud):
+    run, calls = gcloud
+    result = run("up", *UP, state="STARTING\tv4-32|PREEMPTED\tv4-32")
+    assert result.returncode == 1
+    assert commands(calls()) == ["tpu-vm describe", "tpu-vm describe"]  # no install, no run
+    assert "is PREEMPTED, not READY; run 'tpu_vm.sh delete' then 'tpu_vm.sh up'" in result.stderr
+
+
+def test_waiting_gives_up_after_the_wait_timeout(gcloud):
+    run, calls = gcloud
+    result = run("create", *BASE, "--accelerator", "v4-32", "--wait-timeout=2", state="REPAIRING\tv4-32", poll="1")
+    assert result.returncode == 1
+    assert commands(calls()) == ["tpu-vm describe"] * 4  # the first look, then after 0, 1 and 2 s of waiting
+    assert "tpu-vm bert-tpu is still REPAIRING after 2 s (--wait-timeout 2)" in result.stderr
+
+
+def test_a_describe_error_is_shown_not_taken_for_not_found(gcloud):
+    run, calls = gcloud
+    denied = "ERROR: (gcloud.compute.tpus.tpu-vm.describe) PERMISSION_DENIED: Cloud TPU API has not been used"
+    result = run("up", *UP, describe_error=denied)
+    assert result.returncode == 1
+    assert commands(calls()) == ["tpu-vm describe"]  # nothing created
+    assert denied in result.stderr and "error: gcloud could not describe tpu-vm bert-tpu" in result.stderr
+
+
+def test_queued_up_requests_a_queued_resource_and_waits_until_active(gcloud):
+    run, calls = gcloud
+    result = run("up", *UP, "--queued", queued_state="|WAITING_FOR_RESOURCES|PROVISIONING|ACTIVE")
+    assert result.returncode == 0, result.stderr
+    recorded = calls()
+    assert commands(recorded) == [
+        "queued-resources describe",
+        "queued-resources create",
+        *["queued-resources describe"] * 3,
+        "tpu-vm ssh",
+        "tpu-vm ssh",
+    ]
+    assert recorded[1][3:] == [
+        "create",
+        "bert-tpu",
+        "--node-id=bert-tpu",
+        "--zone=us-central2-b",
+        "--project=my-project",
+        "--accelerator-type=v4-32",
+        "--runtime-version=tpu-ubuntu2204-base",
+        "--spot",
+    ]
+    assert "--format=value(state.state)" in recorded[0]
+    assert "is WAITING_FOR_RESOURCES; waiting for ACTIVE" in result.stderr
+    assert "queued resource bert-tpu is ACTIVE" in result.stderr
+
+
+def test_queued_reuses_an_existing_request(gcloud):
+    run, calls = gcloud
+    result = run("create", *BASE, "--accelerator", "v5litepod-8", "--queued", queued_state="PROVISIONING|ACTIVE")
+    assert result.returncode == 0, result.stderr
+    assert commands(calls()) == ["queued-resources describe"] * 2  # found, then until ACTIVE
+    assert "exists (state PROVISIONING); reusing it" in result.stderr
+
+
+def test_a_failed_queued_request_is_an_error(gcloud):
+    run, calls = gcloud
+    result = run("up", *UP, "--queued", queued_state="|FAILED")
+    assert result.returncode == 1
+    assert commands(calls()) == ["queued-resources describe", "queued-resources create", "queued-resources describe"]
+    assert "is FAILED, not ACTIVE; run 'tpu_vm.sh delete --queued' then 'tpu_vm.sh up'" in result.stderr
+
+
+@pytest.mark.parametrize("extra, confirm_flag", [([], []), (["--yes"], ["--quiet"])])
+def test_delete_queued_deletes_the_request_and_its_vm(gcloud, extra, confirm_flag):
+    run, calls = gcloud
+    assert run("delete", *BASE, "--queued", *extra).returncode == 0
+    assert calls() == [
+        ["compute", "tpus", "queued-resources", "delete", "bert-tpu", "--zone=us-central2-b", "--force", *confirm_flag]
+    ]
+
+
+def test_queued_dry_run(gcloud):
+    run, calls = gcloud
+    result = run("up", *UP, "--queued", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert calls() == []
+    printed = [shlex.split(line) for line in result.stdout.splitlines() if not line.startswith("#")]
+    assert [words[3:5] for words in printed] == [
+        ["queued-resources", "describe"],
+        ["queued-resources", "create"],
+        ["tpu-vm", "ssh"],
+        ["tpu-vm", "ssh"],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -333,6 +473,8 @@ def test_help_documents_every_command(gcloud):
         (["create", *BASE, "--accelerator", "tpu-v3"], "is not an accelerator type"),
         (["create", *BASE, "--accelerator", "v9x-8"], "no default TPU software version"),
         (["create", *BASE, "--accelerator", "v3-8", "--spot", "--preemptible"], "exclude each other"),
+        (["create", *BASE, "--accelerator", "v5litepod-8", "--queued", "--preemptible"], "cannot be queued"),
+        (["create", *BASE, "--accelerator", "v3-8", "--wait-timeout", "1h"], "is not a number of seconds"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(gcloud, args, message):
