@@ -148,7 +148,8 @@ gcloud_tpu() {
 
 # `gcloud compute tpus GROUP describe NAME --format=value(FIELDS)`: prints the values and returns 0,
 # or returns 3 when there is no such resource. Any other failure (permissions, a disabled API, a
-# wrong project) is shown and ends the script: it must not read as "not found, create it".
+# wrong project) is shown and returns 1: it must not read as "not found, create it". Callers run it
+# in $(...), so they end the script on 1 themselves (`|| status=$?`, then `exit_unless_found`).
 describe() {
     local group=$1 fields=$2 out status=0 err
     local cmd=(gcloud compute tpus "$group" describe "$name" "${location[@]}" "--format=value($fields)")
@@ -167,7 +168,12 @@ describe() {
     cat "$err" >&2
     rm -f "$err"
     echo "error: gcloud could not describe $group $name (above, exit $status); fix that first (credentials, the Cloud TPU API, --project, --zone)" >&2
-    exit 1
+    return 1
+}
+
+# After `found=$(describe ...) || status=$?`: end the script when describe failed (it said why).
+exit_unless_found() {
+    if (($1 != 0 && $1 != 3)); then exit 1; fi
 }
 
 # Poll `describe GROUP` until its state (the first field) is WANTED; a state in STOP ends the script.
@@ -176,6 +182,7 @@ wait_for_state() {
     while :; do
         status=0
         found=$(describe "$group" "$fields") || status=$?
+        exit_unless_found "$status"
         if ((status == 3)); then
             echo "error: $group $name disappeared while waiting for $wanted" >&2
             exit 1
@@ -235,6 +242,7 @@ cmd_create() {
     fi
     local found state type status=0
     found=$(describe tpu-vm "state,acceleratorType") || status=$?
+    exit_unless_found "$status"
     if ((status == 3)); then
         echo "no TPU VM $name found; creating it ($accelerator, $version)" >&2
         gcloud_tpu "${create[@]}"
@@ -281,6 +289,7 @@ create_queued() {
     fi
     local found status=0
     found=$(describe queued-resources state.state) || status=$?
+    exit_unless_found "$status"
     if ((status == 3)); then
         echo "no queued resource $name found; requesting one ($accelerator, $version)" >&2
         gcloud_tpus queued-resources "${create[@]}"

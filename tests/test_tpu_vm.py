@@ -236,6 +236,7 @@ def test_a_describe_error_is_shown_not_taken_for_not_found(gcloud):
     assert result.returncode == 1
     assert commands(calls()) == ["tpu-vm describe"]  # nothing created
     assert denied in result.stderr and "error: gcloud could not describe tpu-vm bert-tpu" in result.stderr
+    assert result.stderr.count("error:") == 1, result.stderr  # gcloud's error and ours, nothing after
 
 
 def test_queued_up_requests_a_queued_resource_and_waits_until_active(gcloud):
