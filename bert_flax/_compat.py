@@ -22,7 +22,6 @@ MOVED: dict[str, tuple[str, ...]] = {
     "bert_flax.checkpoint": ("bert_flax.engine.checkpoint",),
     "bert_flax.export": ("bert_flax.interop.export",),
     "bert_flax.flops": ("bert_flax.model.flops",),
-    "bert_flax.hub": ("bert_flax.hub",),
     "bert_flax.loop": ("bert_flax.engine.loop",),
     "bert_flax.losses": ("bert_flax.model.losses",),
     "bert_flax.optim": ("bert_flax.engine.optim",),

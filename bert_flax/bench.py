@@ -198,7 +198,7 @@ def _prepare(
     step: Callable[[Any, Any], tuple[Any, Any]],
     state: Any,
     place: Callable[[dict], Any],
-    new_batches: Callable[[], Iterator[dict]],
+    new_batches: Batches,
     prefetch: int,
 ) -> _Mode:
     """Compile ahead of time (timed) and start the mode's batch stream."""

@@ -17,9 +17,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, TypeVar
 
 from bert_flax.errors import UserError
+
+T = TypeVar("T")
 
 
 def nearest_existing(path: Path) -> Path:
@@ -68,16 +70,17 @@ def write_file(path: Path, content: str | bytes | Callable[[BinaryIO], object]) 
     return path
 
 
-def write_dir(path: Path, fill: Callable[[Path], object]) -> Path:
+def write_dir(path: Path, fill: Callable[[Path], T]) -> T:
     """Build a directory with `fill(tmp)` in a temporary sibling, then put it at `path`, replacing
-    any directory there. If `fill` raises, `path` is left as it was. The old directory is renamed
-    aside before the new one is renamed in, so a crash between the two leaves it recoverable."""
+    any directory there; returns what `fill` returned. If `fill` raises, `path` is left as it was.
+    The old directory is renamed aside before the new one is renamed in, so a crash between the two
+    leaves it recoverable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(path, "tmp")
     tmp.mkdir()  # mode 0777 & ~umask
     try:
-        fill(tmp)
+        filled = fill(tmp)
         old = _sibling(path, "old") if path.exists() else None
         if old is not None:
             path.rename(old)
@@ -87,4 +90,4 @@ def write_dir(path: Path, fill: Callable[[Path], object]) -> Path:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return path
+    return filled

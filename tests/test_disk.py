@@ -65,7 +65,7 @@ def test_write_file_failure_keeps_the_old_file(tmp_path: Path, umask: int) -> No
 def test_write_dir_replaces_whole_or_not_at_all(tmp_path: Path, umask: int) -> None:
     target = tmp_path / "final"
     write_dir(target, lambda d: (d / "weights").write_text("v1"))
-    write_dir(target, lambda d: (d / "weights").write_text("v2"))
+    assert write_dir(target, lambda d: (d / "weights").write_text("v2")) == 2  # what fill returned
     assert [p.name for p in target.iterdir()] == ["weights"] and (target / "weights").read_text() == "v2"
 
     def fail(directory: Path) -> None:

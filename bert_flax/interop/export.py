@@ -118,14 +118,14 @@ def export(
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; choose a directory for --out")
     loaded = load_model_source(source)
-    written: dict[str, Any] = {}
 
-    def fill(directory: Path) -> None:
-        written["num_tensors"] = write_export(loaded, directory, dtype)
-        if verify:
-            from bert_flax.interop.verify import verify_export
+    def fill(directory: Path) -> tuple[int, dict[str, float] | None]:
+        num_tensors = write_export(loaded, directory, dtype)
+        if not verify:
+            return num_tensors, None
+        from bert_flax.interop.verify import verify_export
 
-            written["verification"] = verify_export(directory, loaded, dtype)
+        return num_tensors, verify_export(directory, loaded, dtype)
 
-    write_dir(out, fill)
-    return ExportResult(out, loaded.description, dtype, written["num_tensors"], written.get("verification"))
+    num_tensors, verification = write_dir(out, fill)
+    return ExportResult(out, loaded.description, dtype, num_tensors, verification)
