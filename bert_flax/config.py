@@ -129,8 +129,11 @@ class DataConfig(_Section):
     dataset_split: str = "train"
     # Column of `dataset` that holds the text.
     text_column: str = "text"
-    # How documents are delimited: every non-empty line, or blocks separated by blank lines.
-    documents: Literal["line", "blank_line"] = "line"
+    # How documents are delimited: every non-empty line, blocks separated by blank lines, or (for a
+    # `dataset`) every row (a Wikipedia article). Rows are never joined: each is split on its own.
+    documents: Literal["line", "blank_line", "row"] = "line"
+    # Read `dataset` with datasets' streaming=True (nothing downloaded or converted up front).
+    streaming: bool = False
     # Fraction of whole documents held out for evaluation (at least one, two when NSP is on).
     eval_fraction: float = 0.05
     # Sequence length of every example, [CLS] and [SEP]s included.
@@ -139,11 +142,22 @@ class DataConfig(_Section):
     pairing: Literal["segments", "sentences"] = "segments"
     # Probability of a shorter target length for a segment pair (Google's short_seq_prob).
     short_seq_prob: float = 0.1
-    # Where downloads and tokenized corpora are cached. Empty: $BERT_FLAX_CACHE or ~/.cache/bert_flax.
+    # Where downloads and prepared corpora are cached. Empty: $BERT_FLAX_CACHE or ~/.cache/bert_flax.
     cache_dir: str = ""
+    # The prepared (tokenized, memory-mapped) dataset: `bert-flax prepare` writes it, `pretrain` builds it
+    # when missing. Empty: a directory under the cache named by the sources, document mode and tokenizer.
+    prepared_dir: str = ""
+    # Worker processes that split and tokenize while preparing. 0: one per core.
+    prepare_workers: int = 0
+    # Input text per unit of work while preparing; memory grows with it (and workers), not with the corpus.
+    prepare_chunk_bytes: int = 4_000_000
 
     def _validate(self) -> None:
         self._check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
+        self._check(self.documents != "row" or self.dataset != "", "documents", "is row only for a data.dataset source")
+        self._check(not self.streaming or self.dataset != "", "streaming", "applies to a data.dataset source only")
+        self._check(self.prepare_workers >= 0, "prepare_workers", "must be 0 (one per core) or more")
+        self._check(self.prepare_chunk_bytes >= 1024, "prepare_chunk_bytes", "must be at least 1024")
         self._check(self.max_seq_len >= 8, "max_seq_len", "must be at least 8")
         self._check_probability("short_seq_prob")
 
@@ -161,10 +175,13 @@ class TokenizerConfig(_Section):
     lowercase: bool = True
     # Minimum count of a token to enter a trained vocabulary.
     min_frequency: int = 2
+    # A trained vocabulary is learned from a seeded sample of about this many bytes of documents.
+    train_sample_bytes: int = 20_000_000
 
     def _validate(self) -> None:
         self._check(self.vocab_size >= 200, "vocab_size", "must be at least 200")
         self._check(self.min_frequency >= 1, "min_frequency", "must be at least 1")
+        self._check(self.train_sample_bytes >= 1000, "train_sample_bytes", "must be at least 1000")
         self._check(self.train or self.name != "", "name", "must name a tokenizer unless train=true")
 
 
@@ -290,10 +307,13 @@ class EvalConfig(_Section):
     every: int = 250
     # Global eval batch size.
     batch_size: int = 32
+    # Score at most this many batches of held-out examples per eval (a fixed, seeded selection). 0: all.
+    max_batches: int = 100
 
     def _validate(self) -> None:
         self._check(self.every >= 1, "every", "must be at least 1")
         self._check(self.batch_size >= 1, "batch_size", "must be at least 1")
+        self._check(self.max_batches >= 0, "max_batches", "must be 0 (all) or more")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -127,5 +127,6 @@ def evaluate_model(source: str, config_path: str | None = None, overrides: Seque
     parallel = make_data_parallel(task, optax.identity(), optax.constant_schedule(0.0), config)
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)
     state = parallel.place_state(init_train_state(params, optax.identity(), config.train.seed))
-    metrics = heldout_metrics(parallel, state, data.eval.eval_batches(), config.train.objectives)
+    eval_batches = data.eval.eval_batches(config.eval.max_batches, jax.process_index(), jax.process_count())
+    metrics = heldout_metrics(parallel, state, eval_batches, config.train.objectives)
     return EvalResult(loaded.description, loaded.step, metrics)

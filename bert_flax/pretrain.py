@@ -15,7 +15,7 @@ import numpy as np
 
 from bert_flax.config import Config
 from bert_flax.data.dataset import build_pretraining_data
-from bert_flax.data.pipeline import DataPosition, local_rows
+from bert_flax.data.pipeline import DataPosition
 from bert_flax.engine.checkpoint import Checkpoints
 from bert_flax.engine.loop import StepLoop, TrainingDiverged, is_main_process, start_run  # noqa: F401  (TrainingDiverged: API)
 from bert_flax.engine.optim import learning_rate_schedule, make_optimizer
@@ -39,12 +39,10 @@ class RunResult:
 def heldout_metrics(
     parallel: DataParallel, state: Any, batches: list[dict[str, np.ndarray]], objectives: tuple[str, ...]
 ) -> dict[str, float]:
-    """MLM loss/accuracy/perplexity and NSP loss/accuracy over all eval batches (one host sync)."""
+    """MLM loss/accuracy/perplexity and NSP loss/accuracy over this process' rows of the eval batches."""
     total = None
     for batch in batches:
-        sums = parallel.eval_step(
-            state, parallel.place_batch(local_rows(batch, jax.process_index(), jax.process_count()))
-        )
+        sums = parallel.eval_step(state, parallel.place_batch(batch))
         # One eval step in flight: XLA:CPU's collectives deadlock (then abort) when the steps of several
         # batches queue up on simulated devices, and hung across processes; eval is not the hot path.
         jax.block_until_ready(sums)
@@ -89,9 +87,12 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
         host_state, position = restored
         del initial
         state = parallel.place_state(host_state)
+        position = data.train.position(position.step)  # the batch at a step depends on the step alone
     start = position.step
     stop = stop_at if stop_at is not None else config.train.steps
-    eval_batches = data.eval.eval_batches() if data.eval is not None else None
+    eval_batches = None
+    if data.eval is not None:
+        eval_batches = data.eval.eval_batches(config.eval.max_batches, jax.process_index(), jax.process_count())
     trainer = _Trainer(config, run_dir, parallel, checkpoints, start, show_progress, eval_batches=eval_batches)
     host_batches = data.train.iterate(position, jax.process_index(), jax.process_count())
     state, step, stopped_by = trainer.run_all(state, start, stop, host_batches)

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from bert_flax.cli.common import Parser
-from bert_flax.cli.data_verbs import add_bench_data, add_inspect_data
+from bert_flax.cli.data_verbs import add_bench_data, add_inspect_data, add_prepare
 from bert_flax.cli.model_verbs import add_export, add_predict
 from bert_flax.cli.train_verbs import add_bench, add_eval, add_finetune, add_pretrain, add_report
 from bert_flax.errors import EXIT_BAD_INPUT, UserError
@@ -22,6 +22,7 @@ from bert_flax.errors import EXIT_BAD_INPUT, UserError
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 # In `bert-flax --help` order.
 VERBS = (
+    add_prepare,
     add_inspect_data,
     add_bench_data,
     add_bench,

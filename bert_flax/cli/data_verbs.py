@@ -1,4 +1,4 @@
-"""`bert-flax inspect-data` and `bert-flax bench-data`: the input pipeline, seen and timed."""
+"""`bert-flax prepare`, `inspect-data` and `bench-data`: the input pipeline, built, seen and timed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,33 @@ from typing import Any
 
 from bert_flax.cli.common import add_config_command, config_of, print_columns
 from bert_flax.errors import UserError
+
+
+def add_prepare(verbs: Any) -> None:
+    help = "tokenize the corpus once into a memory-mapped prepared dataset (pretrain does it when missing)"
+    command = add_config_command(verbs, "prepare", _prepare, help)
+    command.add_argument("--force", action="store_true", help="rebuild even when an up-to-date one exists")
+    command.add_argument("--verify", action="store_true", help="re-hash the prepared files against the manifest")
+    command.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from bert_flax.data.corpus import cache_root
+    from bert_flax.data.prepare import ensure_prepared
+    from bert_flax.data.prepared import verify
+    from bert_flax.data.tokenizer import load_tokenizer
+
+    config = config_of(args)
+    tokenizer = load_tokenizer(config.tokenizer, config.data, cache_root(config.data))
+    name = "trained" if config.tokenizer.train else config.tokenizer.name
+    prepared = ensure_prepared(config.data, tokenizer.backend_tokenizer, name, not args.quiet, rebuild=args.force)
+    if args.verify:
+        verify(prepared.directory)
+    counts = prepared.manifest["counts"]
+    state = "prepared" if prepared.built else "up to date"
+    print(f"{state}: {prepared.directory} ({counts['documents']:,} documents, {counts['sentences']:,} sentences, "
+          f"{counts['tokens']:,} tokens, {prepared.manifest['token_dtype']})")
+    return 0
 
 
 def add_inspect_data(verbs: Any) -> None:
@@ -26,7 +53,7 @@ def _inspect_data(args: argparse.Namespace) -> int:
     data = build_pretraining_data(config)
     if args.split == "eval" and data.eval is None:
         raise UserError("there is no eval split (data.eval_fraction=0); use --split train")
-    records = example_records(data, args.num, args.split)
+    records = example_records(data, args.num, args.split, config.eval.max_batches)
     for index, record in enumerate(records):
         print(json.dumps(record) if args.json else render(record, index, config.train.nsp, data.tokenizer))
     return 0

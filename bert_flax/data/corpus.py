@@ -1,9 +1,9 @@
-"""Reading a corpus into documents: local files (validated), a `datasets` source, or a manifest's
-file: the copy shipped in the project's data/ (Meditations) or a pinned, sha256-verified download."""
+"""Where a corpus comes from: local files and globs, or a manifest's file (the copy shipped in the
+project's data/, as Meditations is, or a pinned, sha256-verified download); and how text splits
+into documents. `data/reader.py` streams them."""
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
@@ -22,15 +22,6 @@ PROJECT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 
 
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-    """Documents of a corpus, in order; `sha256` identifies the content for caches."""
-
-    documents: tuple[str, ...]
-    source: str
-    sha256: str
-
-
 def cache_root(data: DataConfig) -> Path:
     """Where downloads and tokenized corpora are cached."""
     if data.cache_dir:
@@ -45,27 +36,6 @@ def split_documents(text: str, mode: str) -> list[str]:
     else:
         pieces = _BLANK_LINE.split(text.replace("\r\n", "\n"))
     return [" ".join(piece.split()) for piece in pieces if piece.strip()]
-
-
-def read_text_file(path: Path) -> str:
-    """The UTF-8 text of `path`, or a UserError saying why it is not a usable corpus file."""
-    if not path.exists():
-        raise UserError(f"corpus file {path} does not exist; pass an existing text file with data.path=FILE")
-    if path.is_dir():
-        raise UserError(f"corpus path {path} is a directory; pass text files or a glob, e.g. data.path='{path}/*.txt'")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:65536]:
-        raise UserError(f"corpus file {path} looks binary (it contains NUL bytes); pass a UTF-8 text file")
-    try:
-        text = raw.decode("utf-8-sig")  # a leading byte-order mark is not text
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"corpus file {path} is not valid UTF-8 (byte offset {err.start}: {raw[err.start:err.start + 1]!r}); "
-            "re-encode it as UTF-8"
-        ) from None
-    if not text.strip():
-        raise UserError(f"corpus file {path} is empty or holds only whitespace; pass a file with text")
-    return text
 
 
 def resolve_paths(patterns: Sequence[str]) -> list[Path]:
@@ -153,41 +123,8 @@ def _download_dir(data: DataConfig) -> Path:
     return cache_root(data) / "downloads"
 
 
-def _load_dataset_text(data: DataConfig) -> tuple[str, str]:
-    """Rows of a `datasets` source joined by newlines, so both document modes apply to it."""
-    import datasets  # heavy; only for this source
-
-    data_files = [str(p) for p in resolve_paths(data.path)] or None
-    try:
-        dataset = datasets.load_dataset(
-            data.dataset, data.dataset_config or None, split=data.dataset_split, data_files=data_files
-        )
-    except Exception as err:  # datasets raises many types (hub, network, builder)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"cannot load dataset {data.dataset!r} ({reason}); check data.dataset or pass data.path=FILE") from None
-    if data.text_column not in dataset.column_names:
-        raise UserError(
-            f"dataset {data.dataset!r} has no column {data.text_column!r}; "
-            f"set data.text_column to one of {', '.join(dataset.column_names)}"
-        )
-    rows = ["" if row is None else str(row) for row in dataset[data.text_column]]
-    return "\n".join(rows), f"datasets:{data.dataset}"
-
-
-def load_corpus(data: DataConfig) -> Corpus:
-    """The corpus the config names: `dataset`, else local `path`s, else the `corpus` manifest's file."""
-    if data.dataset:
-        text, source = _load_dataset_text(data)
-        texts = [text]
-    elif data.path:
-        paths = resolve_paths(data.path)
-        texts = [read_text_file(path) for path in paths]
-        source = ", ".join(str(p) for p in paths)
-    else:
-        path = manifest_file(data.corpus, data)
-        texts, source = [read_text_file(path)], f"{data.corpus} ({path})"
-    documents = [doc for text in texts for doc in split_documents(text, data.documents)]
-    if not documents:
-        raise UserError(f"corpus {source} holds no documents; pass a file with text")
-    digest = hashlib.sha256("\n\x00".join(documents).encode("utf-8")).hexdigest()
-    return Corpus(documents=tuple(documents), source=source, sha256=digest)
+def source_files(data: DataConfig) -> list[Path]:
+    """The text files of a file corpus: `path` (globs expanded), else the `corpus` manifest's file."""
+    if data.path:
+        return resolve_paths(data.path)
+    return [manifest_file(data.corpus, data)]

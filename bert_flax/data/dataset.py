@@ -1,4 +1,8 @@
-"""Everything the pre-training loop needs from data, built from a Config in one call."""
+"""Everything the pre-training loop needs from data, built from a Config in one call.
+
+The corpus is prepared once (`bert-flax prepare`, or here when it is missing) and memory-mapped;
+opening it reads the manifest and the offsets' headers, not the text.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ import numpy as np
 from transformers import BertTokenizerFast
 
 from bert_flax.config import Config
-from bert_flax.data.corpus import Corpus, cache_root, load_corpus
-from bert_flax.data.pipeline import PretrainingStream
-from bert_flax.data.sentences import split_sentences
-from bert_flax.data.tokenized import TokenizedCorpus, tokenize_corpus
+from bert_flax.data.corpus import cache_root
+from bert_flax.data.pipeline import STREAM_EVAL, STREAM_PAIRING, PretrainingStream
+from bert_flax.data.prepare import Prepared, ensure_prepared
+from bert_flax.data.row_random import RowRandom, derive_key
+from bert_flax.data.tokenized import TokenizedCorpus
 from bert_flax.data.tokenizer import TokenIds, load_tokenizer
 from bert_flax.disk import check_writable_dir
 from bert_flax.errors import UserError
@@ -21,83 +26,90 @@ STREAM_SPLIT = 0
 
 @dataclasses.dataclass
 class PretrainingData:
-    corpus: Corpus
     tokenizer: BertTokenizerFast
     ids: TokenIds
-    tokenized: TokenizedCorpus
-    train_documents: np.ndarray  # int64: corpus document indices
-    eval_documents: np.ndarray
+    prepared: Prepared
+    in_eval_D: np.ndarray  # bool [D]: documents held out for evaluation
     train: PretrainingStream
     eval: PretrainingStream | None  # None when data.eval_fraction is 0
 
+    @property
+    def tokenized(self) -> TokenizedCorpus:
+        return self.prepared.tokenized
 
-def train_eval_split(
-    sentence_counts_D: np.ndarray, eval_fraction: float, min_eval: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, eval) document indices: a seeded random `eval_fraction` of the non-empty documents.
+    @property
+    def source(self) -> str:
+        return source_name(self.prepared.manifest)
 
-    The eval split holds at least `min_eval` documents unless eval_fraction is 0.
+
+def source_name(manifest: dict) -> str:
+    """The corpus' files or dataset, for messages."""
+    return ", ".join(str(s.get("path", s.get("dataset"))) for s in manifest["sources"])
+
+
+def train_eval_split(sentence_counts_D: np.ndarray, eval_fraction: float, min_eval: int, seed: int) -> np.ndarray:
+    """bool [D]: a seeded random `eval_fraction` of the non-empty documents, held out for evaluation.
+
+    Each document gets a uniform key from (seed, its index); the lowest keys are held out, so the
+    split needs one vectorised pass over per-document counts and no list of either side. The eval
+    split holds at least `min_eval` documents unless eval_fraction is 0.
     """
-    documents = np.flatnonzero(sentence_counts_D > 0)
+    nonempty_D = sentence_counts_D > 0
+    in_eval_D = np.zeros(len(sentence_counts_D), dtype=bool)
     if eval_fraction == 0:
-        return documents, documents[:0]
-    num_eval = max(min_eval, int(round(eval_fraction * len(documents))))
-    shuffled = np.random.default_rng([seed, STREAM_SPLIT]).permutation(documents)
-    return np.sort(shuffled[num_eval:]), np.sort(shuffled[:num_eval])
+        return in_eval_D
+    num_eval = min(max(min_eval, int(round(eval_fraction * nonempty_D.sum()))), int(nonempty_D.sum()))
+    key_D = np.where(nonempty_D, RowRandom(derive_key(seed, STREAM_SPLIT), np.arange(len(nonempty_D))).random(), 2.0)
+    if num_eval:
+        in_eval_D[np.argpartition(key_D, num_eval - 1)[:num_eval]] = True
+    return in_eval_D
 
 
-def _check_nsp_possible(sentence_counts_D: np.ndarray, documents: np.ndarray, source: str) -> None:
-    """NSP needs two training documents to draw NotNext from, and one with two sentences for IsNext."""
-    counts = sentence_counts_D[documents]
-    if len(documents) < 2:
+def _check_split(sentence_counts_D: np.ndarray, in_train_D: np.ndarray, config: Config, source: str) -> None:
+    """Training needs documents; NSP needs two to draw NotNext from, and one with two sentences for IsNext."""
+    nsp, num_documents = config.train.nsp, int((sentence_counts_D > 0).sum())
+    if not in_train_D.any():
         raise UserError(
-            f"corpus {source}: the training split has {len(documents)} document(s), NSP needs at least 2; "
+            f"corpus {source} has {num_documents} document(s), all held out for evaluation "
+            f"(data.eval_fraction={config.data.eval_fraction}, at least {2 if nsp else 1}{' with NSP' if nsp else ''}); "
+            "add documents (with data.documents=line every line is one), lower data.eval_fraction"
+            + (", or train MLM only with train.objectives=[mlm]" if nsp else "")
+        )
+    if not nsp:
+        return
+    if in_train_D.sum() < 2:
+        raise UserError(
+            f"corpus {source}: the training split has {int(in_train_D.sum())} document(s), NSP needs at least 2; "
             "add documents (data.documents=line splits on every line), lower data.eval_fraction, "
             "or train MLM only with train.objectives=[mlm]"
         )
-    if not (counts >= 2).any():
+    if not (sentence_counts_D[in_train_D] >= 2).any():
         raise UserError(
             f"corpus {source}: no document of the training split has two sentences, so NSP has no IsNext pairs; "
             "use data.documents=blank_line for multi-line documents or train.objectives=[mlm]"
         )
 
 
-def build_pretraining_data(config: Config) -> PretrainingData:
-    """Corpus → train/eval split (checked before anything is cached) → tokenizer → tokens → streams."""
-    corpus = load_corpus(config.data)
-    sentence_counts_D = np.array([len(split_sentences(document)) for document in corpus.documents])
-    nsp = config.train.nsp
-    train_docs, eval_docs = train_eval_split(sentence_counts_D, config.data.eval_fraction, 2 if nsp else 1, config.train.seed)
-    if len(train_docs) == 0:
-        raise UserError(
-            f"corpus {corpus.source} has {len(corpus.documents)} document(s), all held out for evaluation "
-            f"(data.eval_fraction={config.data.eval_fraction}, at least {2 if nsp else 1}{' with NSP' if nsp else ''}); "
-            "add documents (with data.documents=line every line is one), lower data.eval_fraction"
-            + (", or train MLM only with train.objectives=[mlm]" if nsp else "")
-        )
-    if nsp:
-        _check_nsp_possible(sentence_counts_D, train_docs, corpus.source)
+def build_pretraining_data(config: Config, progress: bool = True) -> PretrainingData:
+    """Tokenizer → prepared corpus (built if missing) → train/eval split (checked) → streams."""
     cache_dir = cache_root(config.data)
     check_writable_dir(cache_dir, "data.cache_dir", "point data.cache_dir (or $BERT_FLAX_CACHE) at a writable directory")
-    tokenizer = load_tokenizer(config.tokenizer, corpus, cache_dir)
-    tokenized = tokenize_corpus(corpus, tokenizer, cache_dir)
+    tokenizer = load_tokenizer(config.tokenizer, config.data, cache_dir)
+    tokenizer_name = "trained" if config.tokenizer.train else config.tokenizer.name
+    prepared = ensure_prepared(config.data, tokenizer.backend_tokenizer, tokenizer_name, progress)
+    sentence_counts_D = prepared.tokenized.sentence_counts()
+    nsp = config.train.nsp
+    in_eval_D = train_eval_split(sentence_counts_D, config.data.eval_fraction, 2 if nsp else 1, config.train.seed)
+    in_train_D = (sentence_counts_D > 0) & ~in_eval_D
     ids = TokenIds.from_tokenizer(tokenizer)
+    _check_split(sentence_counts_D, in_train_D, config, source_name(prepared.manifest))
 
-    def stream(documents: np.ndarray, batch_size: int) -> PretrainingStream:
+    def stream(in_split_D: np.ndarray, batch_size: int, key: int) -> PretrainingStream:
         return PretrainingStream(
-            tokenized, ids, documents, config.data, config.masking, nsp, config.train.seed, batch_size,
-            mlm="mlm" in config.train.objectives,
+            prepared.tokenized, ids, in_split_D, config.data, config.masking, nsp, config.train.seed, batch_size,
+            mlm="mlm" in config.train.objectives, stream=key,
         )
 
-    train = stream(train_docs, config.train.batch_size)
-    train.epoch_instances(0)  # fail now, not at the first batch, when the documents make no examples
-    return PretrainingData(
-        corpus=corpus,
-        tokenizer=tokenizer,
-        ids=ids,
-        tokenized=tokenized,
-        train_documents=train_docs,
-        eval_documents=eval_docs,
-        train=train,
-        eval=stream(eval_docs, config.eval.batch_size) if len(eval_docs) else None,
-    )
+    train = stream(in_train_D, config.train.batch_size, STREAM_PAIRING)
+    evaluation = stream(in_eval_D, config.eval.batch_size, STREAM_EVAL) if in_eval_D.any() else None
+    return PretrainingData(tokenizer, ids, prepared, in_eval_D, train, evaluation)

@@ -24,18 +24,18 @@ def _locate(tokenized: TokenizedCorpus, start: int, end: int) -> tuple[int, list
     return document, list(range(first - offset, last - offset + 1))
 
 
-def example_records(data: PretrainingData, num: int, split: str = "train") -> list[dict[str, Any]]:
+def example_records(
+    data: PretrainingData, num: int, split: str = "train", max_eval_batches: int = 0
+) -> list[dict[str, Any]]:
     """The first `num` examples of a split: the batch arrays per row plus tokens and provenance."""
     stream = data.train if split == "train" else data.eval
     if stream is None:
         return []
     records: list[dict[str, Any]] = []
     if split == "eval":
-        instances = stream.eval_instances()
-        for index, batch in enumerate(stream.eval_batches()):
-            start = index * stream.batch_size
-            chunk = instances.take(slice(start, start + stream.batch_size))
-            records.extend(_rows(data, batch, chunk, num - len(records)))
+        for index in range(-(-stream.num_eval_rows(max_eval_batches) // stream.batch_size)):
+            batch, instances = stream.eval_batch(index, max_eval_batches)
+            records.extend(_rows(data, batch, instances, num - len(records)))
             if len(records) >= num:
                 break
         return records

@@ -1,4 +1,9 @@
-"""NSP pairing: (A, B, label) instances as token spans of a TokenizedCorpus.
+"""NSP pairing, row by row: (A, B, label) instances as token spans of a TokenizedCorpus.
+
+An epoch visits *units* in a shuffled order: per document, its windows of `max_tokens` tokens
+("chunks", for segments pairing and MLM only) or its sentences that have a successor ("anchors",
+for sentences pairing). A row is built from its unit and its own random draws alone, so no pass
+over the corpus is needed per epoch and any row can be rebuilt from its index.
 
 Every segment is a contiguous span of the corpus' token array, so an instance is four offsets:
 A = token_ids[a_start:a_end], B = token_ids[b_start:b_end] (empty when b_start == b_end).
@@ -11,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from bert_flax.data.row_random import RowRandom
 from bert_flax.data.tokenized import TokenizedCorpus
 
 IS_NEXT, NOT_NEXT = 0, 1
@@ -38,23 +44,200 @@ class Instances:
         return cls(*spans, next_sentence_labels=np.asarray(labels, dtype=np.int32))
 
 
-def segment_bounds(tokenized: TokenizedCorpus, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sentences with those over `max_tokens` cut into consecutive pieces ("segments").
+@dataclasses.dataclass(frozen=True)
+class Units:
+    """The units of one split: unit_starts[d] units come before document d (int64 [D + 1]).
 
-    Returns (bounds int64 [G + 1], token offsets of the segments; document_segments int64 [D + 1],
-    segment offsets of the documents).
+    Documents outside the split hold no units, so a unit index maps to its document with one
+    binary search and nothing per document is materialised beyond this array.
     """
+
+    unit_starts: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.unit_starts[-1])
+
+    def locate(self, units_B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(document, index of the unit within its document) of every unit."""
+        documents_B = np.searchsorted(self.unit_starts, units_B, side="right") - 1
+        return documents_B, units_B - self.unit_starts[documents_B]
+
+    def documents(self) -> np.ndarray:
+        """int64: the documents that hold units."""
+        return np.flatnonzero(np.diff(self.unit_starts) > 0)
+
+
+def _units(counts_D: np.ndarray, in_split_D: np.ndarray) -> Units:
+    counts_D = np.where(in_split_D, counts_D, 0)
+    return Units(np.concatenate([[0], np.cumsum(counts_D)]).astype(np.int64))
+
+
+def chunk_units(tokenized: TokenizedCorpus, in_split_D: np.ndarray, max_tokens: int) -> Units:
+    """Windows of `max_tokens` tokens of every document in the split (the last one shorter)."""
+    lengths_D = np.diff(tokenized.document_token_starts())
+    return _units(-(-lengths_D // max_tokens), in_split_D)
+
+
+def anchor_units(tokenized: TokenizedCorpus, in_split_D: np.ndarray) -> Units:
+    """The sentences of every document in the split that have a successor in their document."""
+    return _units(np.maximum(tokenized.sentence_counts() - 1, 0), in_split_D)
+
+
+def _document_spans(tokenized: TokenizedCorpus, documents_B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = tokenized.sentence_starts
-    lengths = np.diff(starts)
-    pieces = np.maximum(1, -(-lengths // max_tokens))
-    first_piece = np.concatenate([[0], np.cumsum(pieces)])
-    sentence_of_piece = np.repeat(np.arange(len(lengths)), pieces)
-    piece_in_sentence = np.arange(first_piece[-1]) - first_piece[sentence_of_piece]
-    bounds = np.append(starts[sentence_of_piece] + piece_in_sentence * max_tokens, starts[-1])
-    return bounds.astype(np.int64), first_piece[tokenized.document_starts].astype(np.int64)
+    return starts[tokenized.document_starts[documents_B]], starts[tokenized.document_starts[documents_B + 1]]
 
 
-def truncate_pairs(instances: Instances, max_tokens: int, rng: np.random.Generator) -> Instances:
+def _first_start_at_or_after(tokenized: TokenizedCorpus, offsets_B: np.ndarray) -> np.ndarray:
+    """The first sentence start >= offset (the corpus end past the last sentence)."""
+    starts = tokenized.sentence_starts
+    return starts[np.minimum(np.searchsorted(starts, offsets_B, side="left"), len(starts) - 1)]
+
+
+def _snap(tokenized: TokenizedCorpus, edge_B: np.ndarray, end_B: np.ndarray, reach: int) -> np.ndarray:
+    """A chunk edge moved forward to a sentence start within `reach` tokens (not the document's end)."""
+    start_B = _first_start_at_or_after(tokenized, edge_B)
+    snapped_B = np.where((start_B <= edge_B + reach) & (start_B < end_B), start_B, edge_B)
+    return np.where(edge_B >= end_B, end_B, snapped_B)
+
+
+def chunk_spans(
+    tokenized: TokenizedCorpus, units: Units, units_B: np.ndarray, max_tokens: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(document, start, end) of every chunk.
+
+    Chunk k of a document covers its tokens [k × max_tokens, (k + 1) × max_tokens), each edge moved
+    to the next sentence start when one lies within half a window: neighbouring chunks share the
+    edge, so chunks tile their document, and most start and end at sentence boundaries.
+    """
+    documents_B, k_B = units.locate(units_B)
+    first_B, end_B = _document_spans(tokenized, documents_B)
+    window_B = first_B + k_B * max_tokens
+    reach = max_tokens // 2
+    start_B = np.where(k_B == 0, first_B, _snap(tokenized, window_B, end_B, reach))
+    stop_B = _snap(tokenized, np.minimum(window_B + max_tokens, end_B), end_B, reach)
+    return documents_B, start_B, stop_B
+
+
+def _other_documents(units: Units, documents_B: np.ndarray, rng: RowRandom) -> np.ndarray:
+    """A document other than each row's own, drawn in proportion to its units (its length)."""
+    first_B = units.unit_starts[documents_B]
+    own_B = units.unit_starts[documents_B + 1] - first_B
+    drawn_B = rng.integers(0, np.maximum(units.count - own_B, 1))
+    return units.locate(np.where(drawn_B < first_B, drawn_B, drawn_B + own_B))[0]
+
+
+def _random_word_start(
+    tokenized: TokenizedCorpus,
+    start_B: np.ndarray,
+    end_B: np.ndarray,
+    wanted_B: np.ndarray,
+    is_continuation_V: np.ndarray,
+    rng: RowRandom,
+) -> np.ndarray:
+    """A random word-starting token offset inside (start, end) for the wanted rows; -1 where none."""
+    span_B = np.where(wanted_B, end_B - start_B - 1, 0)
+    width = max(1, int(span_B.max(initial=0)))
+    score_BxW = rng.random((len(start_B), width))  # drawn for every row: the draws stay per row
+    offset_BxW = start_B[:, None] + 1 + np.arange(width)[None, :]
+    inside_BxW = np.arange(width)[None, :] < span_B[:, None]
+    token_BxW = tokenized.token_ids[np.where(inside_BxW, offset_BxW, 0)]
+    candidate_BxW = inside_BxW & ~is_continuation_V[token_BxW]
+    best_B = np.argmax(np.where(candidate_BxW, score_BxW, -1.0), axis=1)
+    found_B = candidate_BxW.any(axis=1)
+    return np.where(found_B, start_B + 1 + best_B, -1)
+
+
+def _random_b(
+    tokenized: TokenizedCorpus, units: Units, documents_B: np.ndarray, target_B: np.ndarray, rng: RowRandom
+) -> tuple[np.ndarray, np.ndarray]:
+    """NotNext B: from a random sentence of another document, sentences up to `target` tokens."""
+    other_B = _other_documents(units, documents_B, rng)
+    first_B, end_B = _document_spans(tokenized, other_B)
+    anywhere_B = rng.integers(first_B, end_B)
+    starts = tokenized.sentence_starts
+    b_start_B = starts[np.searchsorted(starts, anywhere_B, side="right") - 1]
+    b_end_B = np.minimum(_first_start_at_or_after(tokenized, b_start_B + np.maximum(target_B, 1)), end_B)
+    return b_start_B, b_end_B
+
+
+def segment_rows(
+    tokenized: TokenizedCorpus,
+    units: Units,
+    units_B: np.ndarray,
+    max_tokens: int,
+    short_seq_prob: float,
+    is_continuation_V: np.ndarray,
+    rng: RowRandom,
+) -> Instances:
+    """Google's create_instances_from_document, one chunk per row, with a balanced label.
+
+    Sentences of the chunk accumulate up to a target length (shorter with `short_seq_prob`); A
+    ends at a random sentence boundary inside them; with probability 0.5 B is the rest (IsNext),
+    else sentences from a random other document (NotNext). A one-sentence chunk that draws IsNext
+    is cut at a random word boundary instead, so IsNext stays at 50%; with no word boundary it
+    becomes NotNext.
+    """
+    documents_B, start_B, stop_B = chunk_spans(tokenized, units, units_B, max_tokens)
+    short_B = rng.random(len(units_B)) < short_seq_prob
+    target_B = np.where(short_B, rng.integers(2, max_tokens + 1, len(units_B)), max_tokens)
+    used_end_B = np.minimum(_first_start_at_or_after(tokenized, start_B + target_B), stop_B)
+    starts = tokenized.sentence_starts
+    first_inner_B = np.searchsorted(starts, start_B, side="right")
+    inner_B = np.maximum(np.searchsorted(starts, used_end_B, side="left") - first_inner_B, 0)
+    not_next_B = rng.random(len(units_B)) < 0.5
+    picked_B = first_inner_B + rng.integers(0, np.maximum(inner_B, 1))
+    sentence_cut_B = starts[np.minimum(picked_B, len(starts) - 1)]
+    word_cut_B = _random_word_start(
+        tokenized, start_B, used_end_B, (inner_B == 0) & ~not_next_B, is_continuation_V, rng
+    )
+    cut_B = np.where(inner_B > 0, sentence_cut_B, word_cut_B)
+    not_next_B |= cut_B < 0
+    a_end_B = np.where(cut_B >= 0, cut_B, used_end_B)
+    random_start_B, random_end_B = _random_b(tokenized, units, documents_B, target_B - (a_end_B - start_B), rng)
+    instances = Instances(
+        a_start=start_B,
+        a_end=a_end_B,
+        b_start=np.where(not_next_B, random_start_B, a_end_B),
+        b_end=np.where(not_next_B, random_end_B, used_end_B),
+        next_sentence_labels=not_next_B.astype(np.int32),
+    )
+    return truncate_pairs(instances, max_tokens, rng)
+
+
+def sentence_rows(
+    tokenized: TokenizedCorpus, anchors: Units, chunks: Units, units_B: np.ndarray, max_tokens: int, rng: RowRandom
+) -> Instances:
+    """The seed's pairs without its label noise: the anchor sentence A, then either its successor
+    (IsNext) or a random sentence of another document (NotNext, drawn from `chunks`' documents), 50/50."""
+    documents_B, k_B = anchors.locate(units_B)
+    a_B = tokenized.document_starts[documents_B] + k_B
+    starts = tokenized.sentence_starts
+    not_next_B = rng.random(len(units_B)) < 0.5
+    other_B = _other_documents(chunks, documents_B, rng)
+    first_B = tokenized.document_starts[other_B]
+    random_B = first_B + rng.integers(0, tokenized.document_starts[other_B + 1] - first_B)
+    instances = Instances(
+        a_start=starts[a_B],
+        a_end=starts[a_B + 1],
+        b_start=np.where(not_next_B, starts[random_B], starts[a_B + 1]),
+        b_end=np.where(not_next_B, starts[random_B + 1], starts[a_B + 2]),
+        next_sentence_labels=not_next_B.astype(np.int32),
+    )
+    return truncate_pairs(instances, max_tokens, rng)
+
+
+def single_rows(
+    tokenized: TokenizedCorpus, units: Units, units_B: np.ndarray, max_tokens: int, rng: RowRandom
+) -> Instances:
+    """MLM-only examples: one chunk per row, no B, label 0."""
+    _, start_B, stop_B = chunk_spans(tokenized, units, units_B, max_tokens)
+    empty_B = np.zeros(len(units_B), dtype=np.int32)
+    return truncate_pairs(Instances(start_B, stop_B, stop_B, stop_B, empty_B), max_tokens, rng)
+
+
+def truncate_pairs(instances: Instances, max_tokens: int, rng: RowRandom | np.random.Generator) -> Instances:
     """Google's truncate_seq_pair in closed form: trim the longer side, one token at a time from a random end.
 
     Ties trim B first, so B loses ceil(r / 2) of the tokens removed once both sides are equal.
@@ -75,103 +258,3 @@ def truncate_pairs(instances: Instances, max_tokens: int, rng: np.random.Generat
         b_start=instances.b_start + front_b,
         b_end=instances.b_end - (cut_b - front_b),
     )
-
-
-def _split_documents(document_segments: np.ndarray, documents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first, last) segment offsets of the non-empty documents among `documents`."""
-    first = document_segments[documents]
-    last = document_segments[documents + 1]
-    keep = last > first
-    return first[keep], last[keep]
-
-
-def segment_pairs(
-    bounds: np.ndarray,
-    document_segments: np.ndarray,
-    documents: np.ndarray,
-    max_tokens: int,
-    short_seq_prob: float,
-    word_start_T: np.ndarray,
-    rng: np.random.Generator,
-) -> Instances:
-    """Google's create_instances_from_document over `documents`, with a balanced label.
-
-    Per document, segments accumulate up to a target length (shorter with `short_seq_prob`);
-    the chunk is cut into A and B at a random segment boundary, and with probability 0.5 B is
-    replaced by segments from a random other document (the unused segments are put back).
-    A one-segment chunk that draws IsNext is cut at a random word boundary inside the segment,
-    so IsNext stays at 50% instead of Google's bias towards NotNext.
-    """
-    firsts, lasts = _split_documents(document_segments, documents)
-    num_docs = len(firsts)
-    columns: tuple[list[int], ...] = ([], [], [], [], [])
-    for doc in range(num_docs):
-        first, last = int(firsts[doc]), int(lasts[doc])
-        target = max_tokens if rng.random() >= short_seq_prob else int(rng.integers(2, max_tokens + 1))
-        chunk_first, i = first, first
-        while i < last:
-            if i < last - 1 and bounds[i + 1] - bounds[chunk_first] < target:
-                i += 1
-                continue
-            num_segments = i + 1 - chunk_first
-            a_end_segment = chunk_first + (int(rng.integers(1, num_segments)) if num_segments >= 2 else 1)
-            a_start, a_end = int(bounds[chunk_first]), int(bounds[a_end_segment])
-            if rng.random() < 0.5:
-                other = int(rng.integers(0, num_docs - 1))
-                other += other >= doc
-                start = int(rng.integers(firsts[other], lasts[other]))
-                wanted = int(bounds[start]) + target - (a_end - a_start)
-                end = min(max(int(np.searchsorted(bounds, wanted)), start + 1), int(lasts[other]))
-                row = (a_start, a_end, int(bounds[start]), int(bounds[end]), NOT_NEXT)
-                i = a_end_segment - 1  # put the unused segments back
-            elif num_segments >= 2:
-                row = (a_start, a_end, a_end, int(bounds[i + 1]), IS_NEXT)
-            else:
-                cuts = np.flatnonzero(word_start_T[a_start + 1 : a_end]) + a_start + 1
-                row = None
-                if len(cuts):
-                    cut = int(cuts[rng.integers(len(cuts))])
-                    row = (a_start, cut, cut, a_end, IS_NEXT)
-            if row is not None:
-                for column, value in zip(columns, row):
-                    column.append(value)
-            chunk_first = i + 1
-            i += 1
-    return truncate_pairs(Instances.from_lists(*columns), max_tokens, rng)
-
-
-def sentence_pairs(
-    bounds: np.ndarray, document_segments: np.ndarray, documents: np.ndarray, max_tokens: int, rng: np.random.Generator
-) -> Instances:
-    """The seed's pairs without its label noise: a sentence A that has a successor, then either
-    that successor (IsNext) or a random sentence of another document (NotNext), 50/50."""
-    firsts, lasts = _split_documents(document_segments, documents)
-    with_successor = np.maximum(lasts - firsts - 1, 0)
-    owner = np.repeat(np.arange(len(firsts)), with_successor)
-    a_segment = np.concatenate([np.arange(f, l - 1) for f, l in zip(firsts, lasts)] + [np.zeros(0, np.int64)])
-    not_next = rng.random(len(owner)) < 0.5
-    other = rng.integers(0, len(firsts) - 1, size=len(owner))
-    other += other >= owner
-    random_segment = firsts[other] + (rng.random(len(owner)) * (lasts[other] - firsts[other])).astype(np.int64)
-    b_segment = np.where(not_next, random_segment, a_segment + 1)
-    instances = Instances.from_lists(
-        bounds[a_segment], bounds[a_segment + 1], bounds[b_segment], bounds[b_segment + 1], not_next.astype(np.int32)
-    )
-    return truncate_pairs(instances, max_tokens, rng)
-
-
-def single_segments(
-    bounds: np.ndarray, document_segments: np.ndarray, documents: np.ndarray, max_tokens: int, rng: np.random.Generator
-) -> Instances:
-    """MLM-only examples: runs of consecutive segments up to `max_tokens`, no B, label 0."""
-    firsts, lasts = _split_documents(document_segments, documents)
-    starts, ends = [], []
-    for first, last in zip(firsts.tolist(), lasts.tolist()):
-        chunk_first = first
-        for i in range(first, last):
-            if i == last - 1 or bounds[i + 2] - bounds[chunk_first] > max_tokens:
-                starts.append(int(bounds[chunk_first]))
-                ends.append(int(bounds[i + 1]))
-                chunk_first = i + 1
-    empty = np.asarray(ends, dtype=np.int64)
-    return truncate_pairs(Instances.from_lists(starts, ends, empty, empty, np.zeros(len(starts))), max_tokens, rng)

@@ -1,20 +1,23 @@
-"""Step-indexed pre-training batches: NSP pairs re-drawn every epoch, masking drawn per batch.
+"""Step-indexed pre-training batches, built row by row.
 
-All randomness is a function of (seed, epoch, step), so the batch at any position can be rebuilt
-from the position alone: a resumed run sees exactly the batches of an uninterrupted one.
-Epochs are concatenated into one stream; a batch may span the end of an epoch.
+Global row g of the stream is example g mod U of epoch g // U (U: units per epoch, see pairing).
+Its unit is a per-epoch pseudo-random permutation evaluated at that index, and its pairing and
+masking draws are keyed by g alone, so the batch at any step can be rebuilt from the step (exact
+resume), epochs follow each other without a pass over the corpus, and every process builds only
+its own rows: the rows of N processes concatenate to exactly the one-process batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from bert_flax.config import DataConfig, MaskingConfig
 from bert_flax.data.masking import mask_tokens
-from bert_flax.data.pairing import Instances, segment_bounds, segment_pairs, sentence_pairs, single_segments
+from bert_flax.data.pairing import Instances, Units, anchor_units, chunk_units, segment_rows, sentence_rows, single_rows
+from bert_flax.data.row_random import RowRandom, derive_key, permute
 from bert_flax.data.tokenized import TokenizedCorpus
 from bert_flax.data.tokenizer import TokenIds
 from bert_flax.errors import UserError
@@ -26,14 +29,14 @@ STREAM_PAIRING, STREAM_MASKING, STREAM_EVAL = 1, 2, 3
 
 @dataclasses.dataclass(frozen=True)
 class DataPosition:
-    """Where a stream stands: batches produced so far, and the next instance (epoch, offset)."""
+    """Where a stream stands: batches produced so far, and the next example (epoch, offset)."""
 
     step: int = 0
     epoch: int = 0
     offset: int = 0
 
 
-def layout(instances: Instances, token_ids: np.ndarray, max_seq_len: int, ids: TokenIds) -> dict[str, np.ndarray]:
+def layout(instances: Instances, token_ids: Any, max_seq_len: int, ids: TokenIds) -> dict[str, np.ndarray]:
     """[CLS] A [SEP] B [SEP] [PAD]… for every instance (just [CLS] A [SEP] when B is empty)."""
     len_a_B1 = (instances.a_end - instances.a_start)[:, None]
     len_b_B1 = (instances.b_end - instances.b_start)[:, None]
@@ -63,11 +66,11 @@ def layout(instances: Instances, token_ids: np.ndarray, max_seq_len: int, ids: T
 
 def make_batch(
     instances: Instances,
-    token_ids: np.ndarray,
+    token_ids: Any,
     ids: TokenIds,
     data: DataConfig,
     masking: MaskingConfig,
-    rng: np.random.Generator,
+    rng: RowRandom | np.random.Generator,
     mlm: bool = True,
 ) -> Batch:
     """The batch contract: int32 [B, L] ids/types/mask, [B, P] MLM targets, int32 [B] NSP labels.
@@ -112,69 +115,77 @@ def local_rows(batch: Batch, process_index: int, process_count: int) -> Batch:
 
 
 class PretrainingStream:
-    """Batches over `documents` of a tokenized corpus, addressable by DataPosition."""
+    """Batches over the documents of one split (`in_split_D`), addressable by step."""
 
     def __init__(
         self,
         tokenized: TokenizedCorpus,
         ids: TokenIds,
-        documents: np.ndarray,
+        in_split_D: np.ndarray,
         data: DataConfig,
         masking: MaskingConfig,
         nsp: bool,
         seed: int,
         batch_size: int,
         mlm: bool = True,
+        stream: int = STREAM_PAIRING,
     ) -> None:
-        self.tokenized, self.ids, self.documents = tokenized, ids, np.asarray(documents, dtype=np.int64)
+        self.tokenized, self.ids = tokenized, ids
         self.data, self.masking, self.nsp, self.seed, self.batch_size = data, masking, nsp, seed, batch_size
-        self.mlm = mlm
+        self.mlm, self.stream = mlm, stream
         self.max_tokens = data.max_seq_len - (3 if nsp else 2)
-        self.bounds, self.document_segments = segment_bounds(tokenized, self.max_tokens)
-        self.word_start_T = ~ids.is_continuation_V[tokenized.token_ids]
-        self._epoch_cache: tuple[int, Instances] | None = None
+        self.chunks = chunk_units(tokenized, in_split_D, self.max_tokens)
+        self.sentence_pairs = nsp and data.pairing == "sentences"
+        self.units: Units = anchor_units(tokenized, in_split_D) if self.sentence_pairs else self.chunks
+        if self.units.count == 0:
+            raise UserError("the documents make no examples (too short to pair); add text or use train.objectives=[mlm]")
 
-    def draw_instances(self, rng: np.random.Generator) -> Instances:
-        """One pass of pairing over the documents, shuffled."""
-        args = (self.bounds, self.document_segments, self.documents, self.max_tokens)
+    @property
+    def examples_per_epoch(self) -> int:
+        return self.units.count
+
+    def instances(self, rows_B: np.ndarray) -> Instances:
+        """The examples of global rows `rows_B` (int64): unit by per-epoch permutation, then pairing."""
+        count = self.units.count
+        epoch_B, index_B = rows_B // count, rows_B % count
+        units_B = np.empty_like(rows_B)
+        for epoch in np.unique(epoch_B):
+            here = epoch_B == epoch
+            units_B[here] = permute(index_B[here], count, derive_key(self.seed, self.stream, int(epoch)))
+        rng = RowRandom(derive_key(self.seed, self.stream), rows_B)
         if not self.nsp:
-            instances = single_segments(*args, rng)
-        elif self.data.pairing == "sentences":
-            instances = sentence_pairs(*args, rng)
-        else:
-            instances = segment_pairs(*args, self.data.short_seq_prob, self.word_start_T, rng)
-        return instances.take(rng.permutation(len(instances)))
+            return single_rows(self.tokenized, self.units, units_B, self.max_tokens, rng)
+        if self.sentence_pairs:
+            return sentence_rows(self.tokenized, self.units, self.chunks, units_B, self.max_tokens, rng)
+        return segment_rows(
+            self.tokenized, self.units, units_B, self.max_tokens, self.data.short_seq_prob, self.ids.is_continuation_V, rng
+        )
 
-    def epoch_instances(self, epoch: int) -> Instances:
-        """The instances of `epoch` (pairs are re-drawn every epoch); the last epoch is cached."""
-        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            rng = np.random.default_rng([self.seed, STREAM_PAIRING, epoch])
-            instances = self.draw_instances(rng)
-            if len(instances) == 0:  # an endless search for a batch otherwise
-                raise UserError(f"epoch {epoch} of the data has no examples; the documents are too short to pair")
-            self._epoch_cache = (epoch, instances)
-        return self._epoch_cache[1]
+    def rows(self, rows_B: np.ndarray) -> tuple[Batch, Instances]:
+        """The batch of global rows `rows_B` and their instances."""
+        instances = self.instances(rows_B)
+        rng = RowRandom(derive_key(self.seed, STREAM_MASKING, self.stream), rows_B)
+        return make_batch(instances, self.tokenized.token_ids, self.ids, self.data, self.masking, rng, self.mlm), instances
 
-    def instances_at(self, position: DataPosition) -> tuple[Instances, DataPosition]:
-        """The batch_size instances from `position` on, and the position after them."""
-        parts, epoch, offset, needed = [], position.epoch, position.offset, self.batch_size
-        while needed:
-            instances = self.epoch_instances(epoch)
-            take = min(needed, len(instances) - offset)
-            parts.append(instances.take(slice(offset, offset + take)))
-            needed -= take
-            offset += take
-            if offset == len(instances):
-                epoch, offset = epoch + 1, 0
-        merged = Instances(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Instances)))
-        return merged, DataPosition(step=position.step + 1, epoch=epoch, offset=offset)
+    def position(self, step: int) -> DataPosition:
+        """The position before batch `step`."""
+        epoch, offset = divmod(step * self.batch_size, self.units.count)
+        return DataPosition(step=step, epoch=epoch, offset=offset)
 
-    def batch_at(self, position: DataPosition) -> tuple[Batch, Instances, DataPosition]:
-        """The global batch at `position`, its instances, and the position after it."""
-        instances, after = self.instances_at(position)
-        rng = np.random.default_rng([self.seed, STREAM_MASKING, position.epoch, position.step])
-        batch = make_batch(instances, self.tokenized.token_ids, self.ids, self.data, self.masking, rng, self.mlm)
-        return batch, instances, after
+    def local_row_indices(self, step: int, process_index: int = 0, process_count: int = 1) -> np.ndarray:
+        """int64: the global rows of batch `step` that process `process_index` of `process_count` builds."""
+        if self.batch_size % process_count:
+            raise ValueError(f"a batch of {self.batch_size} rows does not split over {process_count} processes")
+        per_process = self.batch_size // process_count
+        first = step * self.batch_size + process_index * per_process
+        return np.arange(first, first + per_process, dtype=np.int64)
+
+    def batch_at(
+        self, position: DataPosition, process_index: int = 0, process_count: int = 1
+    ) -> tuple[Batch, Instances, DataPosition]:
+        """This process' rows of the batch at `position`, their instances, and the position after it."""
+        batch, instances = self.rows(self.local_row_indices(position.step, process_index, process_count))
+        return batch, instances, self.position(position.step + 1)
 
     def iterate(
         self, start: DataPosition = DataPosition(), process_index: int = 0, process_count: int = 1
@@ -182,27 +193,27 @@ class PretrainingStream:
         """Endless (local batch, position after it) pairs from `start`."""
         position = start
         while True:
-            batch, _, position = self.batch_at(position)
-            yield local_rows(batch, process_index, process_count), position
+            batch, _, position = self.batch_at(position, process_index, process_count)
+            yield batch, position
 
-    def eval_instances(self) -> Instances:
-        """The fixed pairing draw that evaluation uses."""
-        return self.draw_instances(np.random.default_rng([self.seed, STREAM_EVAL]))
+    def num_eval_rows(self, max_batches: int) -> int:
+        """Held-out examples scored per eval: every unit once, at most `max_batches` batches (0: all)."""
+        count = self.units.count
+        return count if max_batches == 0 else min(count, max_batches * self.batch_size)
 
-    def eval_batches(self) -> list[Batch]:
-        """Fixed batches over all of `eval_instances()`; the last is padded with zero-weight rows.
+    def eval_batch(
+        self, index: int, max_batches: int, process_index: int = 0, process_count: int = 1
+    ) -> tuple[Batch, Instances]:
+        """Eval batch `index` (this process' rows): the fixed draw of epoch 0; rows past the end
+        repeat the first row with zero weight. Carries `example_weights` (float32 [B]: 1 real, 0 padding)."""
+        rows_B = self.local_row_indices(index, process_index, process_count)
+        real_B = rows_B < self.num_eval_rows(max_batches)
+        batch, instances = self.rows(np.where(real_B, rows_B, 0))
+        batch["masked_lm_weights"] = batch["masked_lm_weights"] * real_B[:, None]
+        batch["example_weights"] = real_B.astype(np.float32)
+        return batch, instances
 
-        Every eval batch carries `example_weights` (float32 [B]): 1 for real rows, 0 for padding.
-        """
-        instances = self.eval_instances()
-        batches = []
-        for step, start in enumerate(range(0, len(instances), self.batch_size)):
-            rows = np.arange(start, start + self.batch_size)
-            real = rows < len(instances)
-            chunk = instances.take(np.where(real, rows, start))
-            rng = np.random.default_rng([self.seed, STREAM_EVAL, step])
-            batch = make_batch(chunk, self.tokenized.token_ids, self.ids, self.data, self.masking, rng, self.mlm)
-            batch["masked_lm_weights"] = batch["masked_lm_weights"] * real[:, None]
-            batch["example_weights"] = real.astype(np.float32)
-            batches.append(batch)
-        return batches
+    def eval_batches(self, max_batches: int, process_index: int = 0, process_count: int = 1) -> list[Batch]:
+        """Every eval batch (this process' rows), built once and reused at every eval."""
+        num_batches = -(-self.num_eval_rows(max_batches) // self.batch_size)
+        return [self.eval_batch(i, max_batches, process_index, process_count)[0] for i in range(num_batches)]

@@ -1,17 +1,19 @@
-"""The WordPiece tokenizer: an HF name or directory, or one trained on the corpus (cached)."""
+"""The WordPiece tokenizer: an HF name or directory, or one trained on a sample of the corpus (cached)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from transformers import BertTokenizerFast
 
-from bert_flax.config import TokenizerConfig
-from bert_flax.data.corpus import Corpus
+from bert_flax.config import DataConfig, TokenizerConfig
+from bert_flax.data.sample import sample_documents, sample_key
 from bert_flax.data.wordpiece import learn_vocab
 from bert_flax.disk import write_dir
 from bert_flax.errors import UserError
@@ -60,11 +62,9 @@ def _check_bert_tokenizer(tokenizer: BertTokenizerFast, name: str) -> BertTokeni
     return tokenizer
 
 
-def _train(corpus: Corpus, config: TokenizerConfig, out_dir: Path) -> None:
-    """Learn a WordPiece vocabulary on the corpus documents and save it in HF format into `out_dir`."""
-    vocab = learn_vocab(
-        corpus.documents, config.vocab_size, list(SPECIAL_TOKENS), config.min_frequency, config.lowercase
-    )
+def _train(documents: Iterable[str], config: TokenizerConfig, out_dir: Path) -> None:
+    """Learn a WordPiece vocabulary on `documents` and save it in HF format into `out_dir`."""
+    vocab = learn_vocab(documents, config.vocab_size, list(SPECIAL_TOKENS), config.min_frequency, config.lowercase)
     vocab_file = out_dir / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(
@@ -73,23 +73,29 @@ def _train(corpus: Corpus, config: TokenizerConfig, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def trained_tokenizer_dir(corpus: Corpus, config: TokenizerConfig, cache_dir: Path) -> Path:
-    """The cached directory of a tokenizer trained on `corpus` with `config` (trained on first use)."""
-    key = hashlib.sha256(
-        f"{corpus.sha256}|{config.vocab_size}|{config.lowercase}|{config.min_frequency}".encode()
-    ).hexdigest()[:16]
+def trained_tokenizer_dir(data: DataConfig, config: TokenizerConfig, cache_dir: Path) -> Path:
+    """The cached directory of a tokenizer trained on a sample of `data`'s corpus (trained on first use).
+
+    The key is the corpus' identity (paths, sizes, mtimes; nothing is read) and the training settings.
+    """
+    settings = [sample_key(data, config.train_sample_bytes), config.vocab_size, config.lowercase, config.min_frequency]
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     out_dir = cache_dir / "tokenizers" / key
     if not (out_dir / "tokenizer.json").is_file():
-        write_dir(out_dir, lambda directory: _train(corpus, config, directory))
+        documents = sample_documents(data, config.train_sample_bytes)
+        write_dir(out_dir, lambda directory: _train(documents, config, directory))
     return out_dir
 
 
-def load_tokenizer(config: TokenizerConfig, corpus: Corpus | None = None, cache_dir: Path | None = None) -> BertTokenizerFast:
-    """The configured tokenizer: trained on `corpus` when `config.train`, else loaded from `config.name`."""
+def load_tokenizer(
+    config: TokenizerConfig, data: DataConfig | None = None, cache_dir: Path | None = None
+) -> BertTokenizerFast:
+    """The configured tokenizer: trained on a sample of `data`'s corpus when `config.train`, else
+    loaded from `config.name`."""
     if config.train:
-        if corpus is None or cache_dir is None:
-            raise ValueError("training a tokenizer needs the corpus and a cache directory")
-        path = trained_tokenizer_dir(corpus, config, cache_dir)
+        if data is None or cache_dir is None:
+            raise ValueError("training a tokenizer needs the data config and a cache directory")
+        path = trained_tokenizer_dir(data, config, cache_dir)
         return _check_bert_tokenizer(BertTokenizerFast.from_pretrained(path), str(path))
     tokenizer = load_local_or_hub(
         config.name,
