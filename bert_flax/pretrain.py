@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
 
 from bert_flax.config import Config
-from bert_flax.data.dataset import build_pretraining_data
+from bert_flax.data.dataset import PretrainingData, build_pretraining_data
 from bert_flax.data.pipeline import DataPosition
 from bert_flax.engine.checkpoint import Checkpoints
 from bert_flax.engine.loop import StepLoop, TrainingDiverged, is_main_process, start_run  # noqa: F401  (TrainingDiverged: API)
@@ -48,6 +48,11 @@ def heldout_metrics(
         jax.block_until_ready(sums)
         total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
     return normalize(parallel.read_metrics(total), objectives)
+
+
+def host_batches(data: PretrainingData, position: DataPosition) -> Iterator[tuple[dict[str, np.ndarray], DataPosition]]:
+    """This process' rows of every batch from `position` on (a multi-host run builds nothing twice)."""
+    return data.train.iterate(position, jax.process_index(), jax.process_count())
 
 
 class _Trainer(StepLoop):
@@ -94,8 +99,7 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     if data.eval is not None:
         eval_batches = data.eval.eval_batches(config.eval.max_batches, jax.process_index(), jax.process_count())
     trainer = _Trainer(config, run_dir, parallel, checkpoints, start, show_progress, eval_batches=eval_batches)
-    host_batches = data.train.iterate(position, jax.process_index(), jax.process_count())
-    state, step, stopped_by = trainer.run_all(state, start, stop, host_batches)
+    state, step, stopped_by = trainer.run_all(state, start, stop, host_batches(data, position))
     finished = step >= config.train.steps and stopped_by is None
     if finished and is_main_process():
         params = jax.device_get(parallel.host_state(state).params)

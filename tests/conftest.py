@@ -69,16 +69,16 @@ def corpus_lines(corpus_path: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def corpus_data(corpus_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    """(TokenizedCorpus, TokenIds) of the corpus with a WordPiece vocabulary trained on it."""
+    """(TokenizedCorpus, TokenIds) of the corpus, prepared with a WordPiece vocabulary trained on it."""
     from bert_flax.config import DataConfig, TokenizerConfig
-    from bert_flax.data.corpus import load_corpus
-    from bert_flax.data.tokenized import tokenize_corpus
+    from bert_flax.data.prepare import ensure_prepared
     from bert_flax.data.tokenizer import TokenIds, load_tokenizer
 
     cache_dir = tmp_path_factory.mktemp("corpus_cache")
-    corpus = load_corpus(DataConfig(path=str(corpus_path)))
-    tokenizer = load_tokenizer(TokenizerConfig(train=True), corpus, cache_dir)
-    return tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir), TokenIds.from_tokenizer(tokenizer)
+    data = DataConfig(path=str(corpus_path), cache_dir=str(cache_dir))
+    tokenizer = load_tokenizer(TokenizerConfig(train=True), data, cache_dir)
+    prepared = ensure_prepared(data, tokenizer.backend_tokenizer, "trained", progress=False)
+    return prepared.tokenized, TokenIds.from_tokenizer(tokenizer)
 
 
 def smoke_config(corpus_path: Path, cache_dir: Path, *overrides: str):

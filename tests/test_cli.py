@@ -15,7 +15,7 @@ from transformers import BertTokenizerFast
 
 from bert_flax.cli import main
 from bert_flax.config import DataConfig
-from bert_flax.data.corpus import load_corpus
+from bert_flax.data.reader import read_chunks
 from bert_flax.data.tokenized import tokenize_documents
 from bert_flax.errors import EXIT_BAD_INPUT, UserError
 
@@ -83,7 +83,7 @@ def test_inspect_data_json(capsys: pytest.CaptureFixture[str], corpus_path: Path
 def test_inspect_data_rows_are_consistent(capsys: pytest.CaptureFixture[str], corpus_path: Path, warm_cache: Path) -> None:
     records = _json_records(capsys, corpus_path, warm_cache, 24)
     tokenizer = _trained_tokenizer(warm_cache)
-    documents = load_corpus(DataConfig(path=(str(corpus_path),))).documents
+    documents = [d for chunk in read_chunks(DataConfig(path=(str(corpus_path),)), 1 << 20) for d in chunk.documents]
     tokenized = tokenize_documents(documents, tokenizer)
     special = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id}
 
@@ -190,7 +190,8 @@ def test_bench_data_json(capsys: pytest.CaptureFixture[str], corpus_path: Path, 
     assert result["documents"] == len(corpus_lines)
     assert result["batch_size"] == 8 and result["max_seq_len"] == 64
     assert result["corpus_tokens"] > 0
-    assert result["prepare_cold_seconds"] > 0 and result["prepare_warm_seconds"] > 0
+    assert result["prepare_cold_seconds"] > 0 and result["open_warm_to_first_batch_seconds"] > 0
+    assert result["examples_per_epoch"] > 0 and Path(result["prepared_dir"], "manifest.json").is_file()
 
 
 # ---------------------------------------------------------------------------------------------

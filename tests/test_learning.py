@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import REPO_ROOT, run_cli_on_one_device
 
@@ -55,7 +56,7 @@ def _starting_eval(config: Config) -> tuple[dict[str, float], tuple[str, ...]]:
     schedule = learning_rate_schedule(config.optim, config.train.steps)
     parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
-    metrics = heldout_metrics(parallel, state, data.eval.eval_batches(), config.train.objectives)
+    metrics = heldout_metrics(parallel, state, data.eval.eval_batches(config.eval.max_batches), config.train.objectives)
     return metrics, pretrained.initialized_heads
 
 
@@ -63,7 +64,8 @@ def _nsp_majority(config: Config) -> float:
     """Accuracy of always predicting the more frequent NSP label of the held-out pairs."""
     from bert_flax.data.dataset import build_pretraining_data
 
-    labels = build_pretraining_data(config).eval.eval_instances().next_sentence_labels
+    data = build_pretraining_data(config)
+    labels = np.concatenate([b["next_sentence_labels"][b["example_weights"] > 0] for b in data.eval.eval_batches(config.eval.max_batches)])
     return max(labels.mean(), 1.0 - labels.mean())
 
 

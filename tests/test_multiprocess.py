@@ -154,6 +154,62 @@ def test_pair_matches_one_process_and_checkpoints_cross_over(
     assert_same_final(resumed, reference)
 
 
+ROWS_SCRIPT = """
+import sys
+import jax
+import numpy as np
+from bert_flax.config import load_config
+from bert_flax.data.dataset import build_pretraining_data
+from bert_flax.data.pipeline import DataPosition
+from bert_flax.pretrain import host_batches
+
+config_path, out, port, index = sys.argv[1:5]
+jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(index))
+config = load_config(config_path, sys.argv[5:])
+batches = host_batches(build_pretraining_data(config, progress=False), DataPosition(step=3))
+arrays = {}
+for step in range(3, 3 + 4):
+    batch, _ = next(batches)
+    arrays.update({f"{step}/{key}": value for key, value in batch.items()})
+np.savez(out, **arrays)
+"""
+
+
+def test_each_process_builds_its_rows_and_they_concatenate_to_the_global_batch(
+    corpus_path: Path, smoke_cache: Path, tmp_path: Path
+) -> None:
+    """Under jax.distributed, process i of 2 builds rows [i·B/2, (i+1)·B/2) of every batch itself,
+    bit-equal to the one-process batch (steps 3-6 span the end of the first epoch at this size)."""
+    overrides = [f"data.path={corpus_path}", f"data.cache_dir={smoke_cache}", "train.batch_size=256"]
+    config = load_config(REPO_ROOT / "configs" / "smoke.yaml", overrides)
+    from bert_flax.data.dataset import build_pretraining_data
+    from bert_flax.data.pipeline import DataPosition
+
+    data = build_pretraining_data(config, progress=False)
+    assert 3 * 256 < data.train.examples_per_epoch < 7 * 256, "steps 3-6 should cross an epoch boundary"
+    port = _free_port()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    outs = [tmp_path / f"rows{i}.npz" for i in range(NUM_PROCESSES)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", ROWS_SCRIPT, str(REPO_ROOT / "configs" / "smoke.yaml"), str(out), str(port), str(i), *overrides],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for i, out in enumerate(outs)
+    ]
+    for process in processes:
+        output, _ = process.communicate(timeout=PAIR_TIMEOUT_S)
+        assert process.returncode == 0, output[-LOG_TAIL_CHARS:]
+    halves = [np.load(out) for out in outs]
+    batches = data.train.iterate(DataPosition(step=3))
+    for step in range(3, 7):
+        expected, _ = next(batches)
+        for key, value in expected.items():
+            got = np.concatenate([half[f"{step}/{key}"] for half in halves])
+            assert got.dtype == value.dtype, key
+            np.testing.assert_array_equal(got, value, err_msg=f"step {step} {key}")
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

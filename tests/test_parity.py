@@ -44,7 +44,7 @@ def batch(minilm_dir: str, corpus_lines: list[str]) -> Batch:
     stream = PretrainingStream(
         tokenized,
         TokenIds.from_tokenizer(tokenizer),
-        np.arange(tokenized.num_documents),
+        np.ones(tokenized.num_documents, dtype=bool),
         data,
         MaskingConfig(),
         nsp=True,

@@ -38,7 +38,7 @@ from bert_flax.data.prepared import (
     token_dtype,
     tokenizer_fingerprint,
 )
-from bert_flax.data.reader import TextChunk, default_workers, read_chunks, source_identity, total_bytes
+from bert_flax.data.reader import TextChunk, default_workers, describe, read_chunks, source_identity, total_bytes
 from bert_flax.data.tokenized import TokenizedCorpus, encode_documents, plain_tokenizer
 from bert_flax.disk import check_writable_dir, write_dir
 from bert_flax.errors import UserError
@@ -84,14 +84,16 @@ class _Progress:
         self.total, self.enabled, self.every_s = total, enabled, every_s
         self.bytes = self.documents = self.tokens = 0
         self.t0 = self.last = time.perf_counter()
+        self.printed = False
 
     def add(self, num_bytes: int, chunk: TokenizedCorpus, final: bool = False) -> None:
         self.bytes += num_bytes
         self.documents += chunk.num_documents
         self.tokens += int(chunk.sentence_starts[-1])
         now = time.perf_counter()
-        if self.enabled and (final or now - self.last >= self.every_s):
-            self.last = now
+        # A prepare done within the first interval prints nothing (the caller reports the result).
+        if self.enabled and (now - self.last >= self.every_s or (final and self.printed)):
+            self.last, self.printed = now, True
             print(f"prepare: {self.line(now)}", file=sys.stderr, flush=True)
 
     def line(self, now: float) -> str:
@@ -138,13 +140,15 @@ def _location(data: DataConfig, identity: list[dict[str, Any]], fingerprint: str
     return cache_root(data) / "prepared" / hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def _check_matches(directory: Path, manifest: dict[str, Any], identity: list[dict[str, Any]], fingerprint: str, data: DataConfig) -> None:
+def _check_matches(
+    directory: Path, manifest: dict[str, Any], identity: list[dict[str, Any]], fingerprint: str, data: DataConfig, tokenizer_name: str
+) -> None:
     """A prepared directory made from other sources, documents or tokenizer is refused, saying what differs."""
-    rerun = f"rerun `bert-flax prepare` with this config to rebuild {directory}"
+    rerun = f"rerun `bert-flax prepare --force` with this config to rebuild {directory}"
     if manifest["tokenizer_sha256"] != fingerprint:
         raise UserError(
-            f"prepared dataset {directory} was made with another tokenizer than tokenizer.name={manifest.get('tokenizer')!r} "
-            f"of this config; {rerun}, or set tokenizer.name to the tokenizer it was made with"
+            f"prepared dataset {directory} was made with another tokenizer ({manifest.get('tokenizer')!r}) than this "
+            f"config's ({tokenizer_name!r}); {rerun}, or set tokenizer.name to the tokenizer it was made with"
         )
     if manifest["documents"] != data.documents:
         raise UserError(f"prepared dataset {directory} splits documents by {manifest['documents']!r}, the config by {data.documents!r}; {rerun}")
@@ -175,7 +179,8 @@ class _PreparedMeanwhile(Exception):
 
 
 def _build(
-    location: Path, data: DataConfig, tokenizer: Tokenizer, identity: list[dict[str, Any]], name: str, progress: bool
+    location: Path, data: DataConfig, tokenizer: Tokenizer, identity: list[dict[str, Any]], name: str, progress: bool,
+    rebuild: bool = False,
 ) -> None:
     """Prepare the corpus into a temporary sibling of `location`, then rename it into place."""
     dtype = token_dtype(tokenizer.get_vocab_size(with_added_tokens=True))
@@ -193,22 +198,26 @@ def _build(
             report.add(num_bytes, chunk)
         report.add(0, empty, final=True)
         if writer.num_documents == 0:
-            raise UserError(f"corpus {', '.join(s.get('path', s.get('dataset', '?')) for s in identity)} holds no documents; pass a file with text")
+            raise UserError(f"corpus {describe(data)} holds no documents; pass a source with text")
         manifest = {
             "format": FORMAT, "version": FORMAT_VERSION, "sources": identity, "documents": data.documents,
             "tokenizer": name, "tokenizer_sha256": tokenizer_fingerprint(plain_tokenizer(tokenizer)), "token_dtype": dtype.name,
             **writer.finish(),
         }
-        if (location / MANIFEST).is_file():
+        if not rebuild and (location / MANIFEST).is_file():  # rebuild: the old one is what is being replaced
             raise _PreparedMeanwhile
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
+    created = [p for p in (location.parent, *location.parent.parents) if not p.exists()]
     try:
         write_dir(location, fill)
     except _PreparedMeanwhile:
         pass
-    except OSError as err:
-        if err.errno not in _DISK_FULL:
+    except BaseException as err:
+        for parent in created:  # the failed prepare leaves no trace, not even its cache directories
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+        if not isinstance(err, OSError) or err.errno not in _DISK_FULL:
             raise
         raise UserError(
             f"disk full while preparing {location} ({os.strerror(err.errno)}); nothing was published: "
@@ -226,8 +235,8 @@ def ensure_prepared(data: DataConfig, tokenizer: Tokenizer, tokenizer_name: str,
     if rebuild or not (location / MANIFEST).is_file():
         check_writable_dir(location.parent, "data.prepared_dir's parent", "point data.prepared_dir (or $BERT_FLAX_CACHE) at a writable directory")
         _clear_leftovers(location)
-        _build(location, data, tokenizer, identity, tokenizer_name, progress)
+        _build(location, data, tokenizer, identity, tokenizer_name, progress, rebuild)
         built = True
-    _check_matches(location, read_manifest(location), identity, fingerprint, data)
+    _check_matches(location, read_manifest(location), identity, fingerprint, data, tokenizer_name)
     tokenized, manifest = open_prepared(location)
     return Prepared(location, tokenized, manifest, built)

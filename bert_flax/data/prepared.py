@@ -132,14 +132,14 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
         raise UserError(
             f"{directory} holds prepared data of format {manifest.get('format')!r} version {manifest.get('version')!r}; "
-            f"this bert_flax reads {FORMAT!r} version {FORMAT_VERSION}: rerun `bert-flax prepare`"
+            f"this bert_flax reads {FORMAT!r} version {FORMAT_VERSION}: rerun `bert-flax prepare --force`"
         )
     return manifest
 
 
 def _damaged(directory: Path, what: str) -> UserError:
     return UserError(
-        f"prepared dataset {directory} is damaged: {what}; rerun `bert-flax prepare` "
+        f"prepared dataset {directory} is damaged: {what}; rerun `bert-flax prepare --force` "
         "(it rebuilds the directory from the sources)"
     )
 
@@ -165,7 +165,7 @@ def open_prepared(directory: Path) -> tuple[TokenizedCorpus, dict[str, Any]]:
         shards = [_open_array(directory, entry) for entry in files["tokens"]]
         sentence_starts = _open_array(directory, files["sentence_starts"])
         document_starts = _open_array(directory, files["document_starts"])
-    except ValueError as err:  # np.load on a file that is not .npy
+    except (ValueError, EOFError) as err:  # np.load on a file that is not .npy (EOFError: an empty one)
         raise _damaged(directory, str(err)) from None
     counts = manifest["counts"]
     if (

@@ -49,6 +49,13 @@ def _file_identity(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def describe(data: DataConfig) -> str:
+    """The corpus for messages: the dataset, the paths, or the manifest's name."""
+    if data.dataset:
+        return f"datasets:{data.dataset}"
+    return ", ".join(data.path) if data.path else data.corpus
+
+
 def total_bytes(identity: list[dict[str, Any]]) -> int | None:
     """Input bytes of a file corpus (None for a `datasets` source)."""
     if any("dataset" in source for source in identity):

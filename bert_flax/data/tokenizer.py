@@ -13,6 +13,7 @@ import numpy as np
 from transformers import BertTokenizerFast
 
 from bert_flax.config import DataConfig, TokenizerConfig
+from bert_flax.data.reader import describe
 from bert_flax.data.sample import sample_documents, sample_key
 from bert_flax.data.wordpiece import learn_vocab
 from bert_flax.disk import write_dir
@@ -82,7 +83,9 @@ def trained_tokenizer_dir(data: DataConfig, config: TokenizerConfig, cache_dir: 
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     out_dir = cache_dir / "tokenizers" / key
     if not (out_dir / "tokenizer.json").is_file():
-        documents = sample_documents(data, config.train_sample_bytes)
+        documents = list(sample_documents(data, config.train_sample_bytes))  # bad text fails before any write
+        if not documents:
+            raise UserError(f"corpus {describe(data)} holds no documents; pass a source with text")
         write_dir(out_dir, lambda directory: _train(documents, config, directory))
     return out_dir
 
