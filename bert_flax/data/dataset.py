@@ -65,7 +65,9 @@ def train_eval_split(sentence_counts_D: np.ndarray, eval_fraction: float, min_ev
     return in_eval_D
 
 
-def _check_split(sentence_counts_D: np.ndarray, in_train_D: np.ndarray, config: Config, source: str) -> None:
+def _check_split(
+    sentence_counts_D: np.ndarray, in_train_D: np.ndarray, in_eval_D: np.ndarray, config: Config, source: str
+) -> None:
     """Training needs documents; NSP needs two to draw NotNext from, and one with two sentences for IsNext."""
     nsp, num_documents = config.train.nsp, int((sentence_counts_D > 0).sum())
     if not in_train_D.any():
@@ -82,6 +84,11 @@ def _check_split(sentence_counts_D: np.ndarray, in_train_D: np.ndarray, config: 
             f"corpus {source}: the training split has {int(in_train_D.sum())} document(s), NSP needs at least 2; "
             "add documents (data.documents=line splits on every line), lower data.eval_fraction, "
             "or train MLM only with train.objectives=[mlm]"
+        )
+    if config.data.pairing == "sentences" and in_eval_D.any() and not (sentence_counts_D[in_eval_D] >= 2).any():
+        raise UserError(
+            f"corpus {source}: no held-out document has two sentences, so data.pairing=sentences makes no eval "
+            "examples; raise data.eval_fraction, use data.pairing=segments, or data.documents=blank_line"
         )
     if not (sentence_counts_D[in_train_D] >= 2).any():
         raise UserError(
@@ -102,7 +109,7 @@ def build_pretraining_data(config: Config, progress: bool = True) -> Pretraining
     in_eval_D = train_eval_split(sentence_counts_D, config.data.eval_fraction, 2 if nsp else 1, config.train.seed)
     in_train_D = (sentence_counts_D > 0) & ~in_eval_D
     ids = TokenIds.from_tokenizer(tokenizer)
-    _check_split(sentence_counts_D, in_train_D, config, source_name(prepared.manifest))
+    _check_split(sentence_counts_D, in_train_D, in_eval_D, config, source_name(prepared.manifest))
 
     def stream(in_split_D: np.ndarray, batch_size: int, key: int) -> PretrainingStream:
         return PretrainingStream(

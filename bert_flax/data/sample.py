@@ -17,6 +17,7 @@ import numpy as np
 from bert_flax.config import DataConfig
 from bert_flax.data.corpus import split_documents
 from bert_flax.data.reader import (
+    _BOM,
     decode_utf8,
     first_document_end,
     last_document_end,
@@ -44,21 +45,25 @@ def _window_documents(path: Path, offset: int, size: int, mode: str) -> list[str
     if offset > 0:  # start after the first boundary: the window may begin inside a document
         skip = first_document_end(raw, mode)
         raw, offset = raw[skip:], offset + skip
+    elif raw.startswith(_BOM):  # a leading byte-order mark is not text (as in read_file_chunks)
+        raw, offset = raw[len(_BOM):], len(_BOM)
     end = len(raw) if at_end else last_document_end(raw, mode)
     return split_documents(decode_utf8(raw[:end], path, offset), mode)
 
 
-def _file_windows(identity: list[dict[str, Any]], sample_bytes: int) -> Iterator[tuple[Path, int]]:
-    """(file, offset) of one window per stratum of the corpus' bytes, seeded."""
+def _file_windows(identity: list[dict[str, Any]], sample_bytes: int) -> Iterator[tuple[Path, int, int]]:
+    """(file, offset, size) of one window per stratum of the corpus' bytes, seeded; a window is no
+    larger than its stratum, so windows never overlap (no document is sampled twice)."""
     sizes = np.array([source["bytes"] for source in identity], dtype=np.int64)
     file_starts = np.concatenate([[0], np.cumsum(sizes)])
     windows = -(-sample_bytes // WINDOW_BYTES)
     stratum = file_starts[-1] / windows
     jitter = RowRandom(derive_key(0, _SAMPLE_STREAM), np.arange(windows)).random()
     starts = (np.arange(windows) * stratum + jitter * max(stratum - WINDOW_BYTES, 0)).astype(np.int64)
+    size = min(WINDOW_BYTES, int(np.ceil(stratum)))
     for start in starts:
         index = int(np.searchsorted(file_starts, start, side="right")) - 1
-        yield Path(identity[index]["path"]), int(start - file_starts[index])
+        yield Path(identity[index]["path"]), int(start - file_starts[index]), size
 
 
 def sample_documents(data: DataConfig, sample_bytes: int) -> Iterator[str]:
@@ -74,5 +79,5 @@ def sample_documents(data: DataConfig, sample_bytes: int) -> Iterator[str]:
             if taken >= sample_bytes:
                 return
         return
-    for path, offset in _file_windows(identity, sample_bytes):
-        yield from _window_documents(path, offset, WINDOW_BYTES, data.documents)
+    for path, offset, window in _file_windows(identity, sample_bytes):
+        yield from _window_documents(path, offset, window, data.documents)
