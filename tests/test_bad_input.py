@@ -102,6 +102,31 @@ def _other_run(env: Env) -> Path:
     return run_dir
 
 
+def _prepared(env: Env, corpus: Path, *overrides: str) -> Path:
+    """`corpus` prepared into tmp/prepared as the smoke config (plus `overrides`) would prepare it."""
+    from bert_flax.data.prepare import ensure_prepared
+    from bert_flax.data.tokenizer import load_tokenizer, tokenizer_label
+
+    config = load_config(SMOKE, [f"data.path={corpus}", f"data.cache_dir={env.cache}", f"data.prepared_dir={env.tmp / 'prepared'}", *overrides])
+    tokenizer = load_tokenizer(config.tokenizer, config.data, env.cache)
+    return ensure_prepared(config.data, tokenizer.backend_tokenizer, tokenizer_label(config.tokenizer), progress=False).directory
+
+
+def _truncated(env: Env) -> Path:
+    directory = _prepared(env, env.corpus)
+    tokens = directory / "tokens-00000.npy"
+    os.truncate(tokens, tokens.stat().st_size - 1000)
+    return directory
+
+
+def _changed_corpus(env: Env) -> Path:
+    corpus = env.write("corpus.txt", env.corpus.read_bytes())
+    _prepared(env, corpus)
+    with corpus.open("a", encoding="utf-8") as f:
+        f.write("A paragraph added after preparing. It changes the size.\n")
+    return corpus
+
+
 ENORMOUS_LINE = "The soul becomes dyed with the colour of its thoughts. " * 20000  # 1.1 MB, no line break
 
 CASES = [
@@ -154,6 +179,33 @@ CASES = [
         "corpus of one enormous line",
         "has 1 document(s)",
         lambda e: e.pretrain(corpus=e.write("huge.txt", ENORMOUS_LINE)),
+    ),
+    Case(
+        "corpus-not-utf8-deep",
+        "corpus file not UTF-8 deep in the file",
+        "byte offset 200017",
+        lambda e: e.pretrain(corpus=e.write("late.txt", b"Plain text. All fine here.\n" * 7408 + b"x\xff\n")),
+    ),
+    # Prepared datasets
+    Case(
+        "prepared-truncated",
+        "prepared dataset truncated",
+        "is damaged: tokens-00000.npy has",
+        lambda e: e.pretrain(f"data.prepared_dir={_truncated(e)}"),
+    ),
+    Case(
+        "prepared-other-tokenizer",
+        "prepared with another tokenizer",
+        "was made with tokenizer",
+        lambda e: e.pretrain(
+            f"data.prepared_dir={_prepared(e, e.corpus, 'tokenizer.train=false', 'tokenizer.name=' + e.fixture('minilm_dir'))}"
+        ),
+    ),
+    Case(
+        "prepared-source-changed",
+        "corpus changed since it was prepared",
+        "changed since it was prepared",
+        lambda e: e.pretrain(f"data.prepared_dir={e.tmp / 'prepared'}", corpus=_changed_corpus(e)),
     ),
     # Config
     Case(

@@ -22,12 +22,12 @@ def _prepare(args: argparse.Namespace) -> int:
     from bert_flax.data.corpus import cache_root
     from bert_flax.data.prepare import ensure_prepared
     from bert_flax.data.prepared import verify
-    from bert_flax.data.tokenizer import load_tokenizer
+    from bert_flax.data.tokenizer import load_tokenizer, tokenizer_label
 
     config = config_of(args)
     tokenizer = load_tokenizer(config.tokenizer, config.data, cache_root(config.data))
-    name = "trained" if config.tokenizer.train else config.tokenizer.name
-    prepared = ensure_prepared(config.data, tokenizer.backend_tokenizer, name, not args.quiet, rebuild=args.force)
+    label = tokenizer_label(config.tokenizer)
+    prepared = ensure_prepared(config.data, tokenizer.backend_tokenizer, label, not args.quiet, rebuild=args.force)
     if args.verify:
         verify(prepared.directory)
     counts = prepared.manifest["counts"]

@@ -17,7 +17,7 @@ from bert_flax.data.pipeline import STREAM_EVAL, STREAM_PAIRING, PretrainingStre
 from bert_flax.data.prepare import Prepared, ensure_prepared
 from bert_flax.data.row_random import RowRandom, derive_key
 from bert_flax.data.tokenized import TokenizedCorpus
-from bert_flax.data.tokenizer import TokenIds, load_tokenizer
+from bert_flax.data.tokenizer import TokenIds, load_tokenizer, tokenizer_label
 from bert_flax.disk import check_writable_dir
 from bert_flax.errors import UserError
 
@@ -102,8 +102,7 @@ def build_pretraining_data(config: Config, progress: bool = True) -> Pretraining
     cache_dir = cache_root(config.data)
     check_writable_dir(cache_dir, "data.cache_dir", "point data.cache_dir (or $BERT_FLAX_CACHE) at a writable directory")
     tokenizer = load_tokenizer(config.tokenizer, config.data, cache_dir)
-    tokenizer_name = "trained" if config.tokenizer.train else config.tokenizer.name
-    prepared = ensure_prepared(config.data, tokenizer.backend_tokenizer, tokenizer_name, progress)
+    prepared = ensure_prepared(config.data, tokenizer.backend_tokenizer, tokenizer_label(config.tokenizer), progress)
     sentence_counts_D = prepared.tokenized.sentence_counts()
     nsp = config.train.nsp
     in_eval_D = train_eval_split(sentence_counts_D, config.data.eval_fraction, 2 if nsp else 1, config.train.seed)

@@ -144,12 +144,7 @@ def _check_matches(
     directory: Path, manifest: dict[str, Any], identity: list[dict[str, Any]], fingerprint: str, data: DataConfig, tokenizer_name: str
 ) -> None:
     """A prepared directory made from other sources, documents or tokenizer is refused, saying what differs."""
-    rerun = f"rerun `bert-flax prepare --force` with this config to rebuild {directory}"
-    if manifest["tokenizer_sha256"] != fingerprint:
-        raise UserError(
-            f"prepared dataset {directory} was made with another tokenizer ({manifest.get('tokenizer')!r}) than this "
-            f"config's ({tokenizer_name!r}); {rerun}, or set tokenizer.name to the tokenizer it was made with"
-        )
+    rerun = f"rerun bert-flax prepare --force with this config to rebuild {directory}"
     if manifest["documents"] != data.documents:
         raise UserError(f"prepared dataset {directory} splits documents by {manifest['documents']!r}, the config by {data.documents!r}; {rerun}")
     before = {s.get("path", s.get("dataset")): s for s in manifest["sources"]}
@@ -164,6 +159,12 @@ def _check_matches(
             )
     if len(identity) != len(manifest["sources"]):
         raise UserError(f"prepared dataset {directory} was made from other sources than the config's; {rerun}")
+    # Sources first: a changed corpus also changes a tokenizer trained on it, and is the cause to report.
+    if manifest["tokenizer_sha256"] != fingerprint:
+        raise UserError(
+            f"prepared dataset {directory} was made with tokenizer {manifest.get('tokenizer')!r}, not with this config's "
+            f"{tokenizer_name!r} (their vocabularies or settings differ); {rerun}, or set tokenizer.name to the tokenizer it was made with"
+        )
 
 
 def _clear_leftovers(location: Path) -> None:

@@ -124,22 +124,22 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     """The manifest of a prepared directory, or a UserError saying why there is none usable."""
     path = directory / MANIFEST
     if not path.is_file():
-        raise UserError(f"{directory} is not a prepared dataset (no {MANIFEST}); create it with `bert-flax prepare`")
+        raise UserError(f"{directory} is not a prepared dataset (no {MANIFEST}); create it with bert-flax prepare")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise UserError(f"{path} is unreadable ({err}); delete {directory} and rerun `bert-flax prepare`") from None
+        raise UserError(f"{path} is unreadable ({err}); delete {directory} and rerun bert-flax prepare") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
         raise UserError(
             f"{directory} holds prepared data of format {manifest.get('format')!r} version {manifest.get('version')!r}; "
-            f"this bert_flax reads {FORMAT!r} version {FORMAT_VERSION}: rerun `bert-flax prepare --force`"
+            f"this bert_flax reads {FORMAT!r} version {FORMAT_VERSION}: rerun bert-flax prepare --force"
         )
     return manifest
 
 
 def _damaged(directory: Path, what: str) -> UserError:
     return UserError(
-        f"prepared dataset {directory} is damaged: {what}; rerun `bert-flax prepare --force` "
+        f"prepared dataset {directory} is damaged: {what}; rerun bert-flax prepare --force "
         "(it rebuilds the directory from the sources)"
     )
 
@@ -148,25 +148,28 @@ def _open_array(directory: Path, entry: dict[str, Any]) -> np.ndarray:
     path = directory / entry["file"]
     if not path.is_file():
         raise _damaged(directory, f"{entry['file']} is missing")
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
-    expected = _HEADER_BYTES + entry["count"] * array.dtype.itemsize
-    if array.shape != (entry["count"],) or path.stat().st_size != expected:
+    size = path.stat().st_size
+    try:  # the header alone: mapping a truncated file fails without saying by how much
+        with path.open("rb") as f:
+            np.lib.format.read_magic(f)
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    except (ValueError, EOFError) as err:  # not a .npy file, or cut inside its header
+        raise _damaged(directory, f"{entry['file']} has {size} bytes and no valid .npy header ({err})") from None
+    expected = _HEADER_BYTES + entry["count"] * dtype.itemsize
+    if shape != (entry["count"],) or size != expected:
         raise _damaged(
-            directory, f"{entry['file']} has {path.stat().st_size} bytes, the manifest says {entry['count']} values ({expected} bytes)"
+            directory, f"{entry['file']} has {size} bytes, the manifest says {entry['count']} values ({expected} bytes)"
         )
-    return array
+    return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def open_prepared(directory: Path) -> tuple[TokenizedCorpus, dict[str, Any]]:
     """The memory-mapped corpus of a prepared directory and its manifest; sizes are checked, nothing is read."""
     manifest = read_manifest(directory)
     files = manifest["files"]
-    try:
-        shards = [_open_array(directory, entry) for entry in files["tokens"]]
-        sentence_starts = _open_array(directory, files["sentence_starts"])
-        document_starts = _open_array(directory, files["document_starts"])
-    except (ValueError, EOFError) as err:  # np.load on a file that is not .npy (EOFError: an empty one)
-        raise _damaged(directory, str(err)) from None
+    shards = [_open_array(directory, entry) for entry in files["tokens"]]
+    sentence_starts = _open_array(directory, files["sentence_starts"])
+    document_starts = _open_array(directory, files["document_starts"])
     counts = manifest["counts"]
     if (
         int(sentence_starts[-1]) != counts["tokens"]

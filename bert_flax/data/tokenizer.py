@@ -90,6 +90,11 @@ def trained_tokenizer_dir(data: DataConfig, config: TokenizerConfig, cache_dir: 
     return out_dir
 
 
+def tokenizer_label(config: TokenizerConfig) -> str:
+    """How a prepared dataset's manifest names the configured tokenizer."""
+    return "trained" if config.train else config.name
+
+
 def load_tokenizer(
     config: TokenizerConfig, data: DataConfig | None = None, cache_dir: Path | None = None
 ) -> BertTokenizerFast:
