@@ -1,7 +1,9 @@
-"""Tests for the tokenizer layer: WordPiece learning, trained-tokenizer cache, TokenIds, tokenized corpus."""
+"""Tests for the tokenizer layer: WordPiece learning, the corpus sample and the trained-tokenizer cache,
+TokenIds, tokenized documents (prepared datasets: test_prepare.py)."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -11,10 +13,13 @@ import pytest
 from transformers import BertTokenizerFast
 
 from bert_flax.config import DataConfig, TokenizerConfig
-from bert_flax.data.corpus import Corpus, load_corpus
+from bert_flax.data import tokenizer as tokenizer_module
+from bert_flax.data.corpus import split_documents
+from bert_flax.data.reader import read_chunks
+from bert_flax.data.sample import WINDOW_BYTES, sample_documents
 from bert_flax.data.sentences import split_sentences
-from bert_flax.data.tokenized import TokenizedCorpus, tokenize_corpus, tokenize_documents
-from bert_flax.data.tokenizer import SPECIAL_TOKENS, TokenIds, load_tokenizer
+from bert_flax.data.tokenized import TokenizedCorpus, tokenize_documents
+from bert_flax.data.tokenizer import SPECIAL_TOKENS, TokenIds, load_tokenizer, trained_tokenizer_dir
 from bert_flax.data.wordpiece import learn_vocab
 from bert_flax.errors import UserError
 from bert_flax.hub import hub_reachable
@@ -31,8 +36,20 @@ def minilm(minilm_dir: str) -> BertTokenizerFast:
 
 
 @pytest.fixture(scope="module")
-def corpus(corpus_path: Path) -> Corpus:
-    return load_corpus(DataConfig(path=(str(corpus_path),)))
+def data(corpus_path: Path) -> DataConfig:
+    return DataConfig(path=(str(corpus_path),))
+
+
+@pytest.fixture(scope="module")
+def documents(data: DataConfig) -> list[str]:
+    return [document for chunk in read_chunks(data, 1 << 20) for document in chunk.documents]
+
+
+def _small_corpus(tmp_path: Path, corpus_lines: list[str], name: str = "small.txt", lines: int = 60) -> DataConfig:
+    """A copy of the corpus' first `lines` lines (training on it is quick)."""
+    path = tmp_path / name
+    path.write_text("\n".join(corpus_lines[:lines]) + "\n", encoding="utf-8")
+    return DataConfig(path=(str(path),))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,20 +95,21 @@ def test_learn_vocab_cased(corpus_lines: list[str]) -> None:
 # Trained tokenizer cache
 
 
-def test_trained_tokenizer_is_cached(corpus: Corpus, tmp_path: Path) -> None:
+def test_trained_tokenizer_is_cached(data: DataConfig, documents: list[str], tmp_path: Path) -> None:
     config = TokenizerConfig(train=True, vocab_size=1000)
-    first = load_tokenizer(config, corpus, tmp_path)
+    first = load_tokenizer(config, data, tmp_path)
     tokenizers_dir = tmp_path / "tokenizers"
     entries = sorted(tokenizers_dir.iterdir())
-    assert len(entries) == 1 and not entries[0].name.startswith(".")  # no leftover .train- dirs
+    assert len(entries) == 1 and not entries[0].name.startswith(".")  # no leftover temp dirs
+    assert trained_tokenizer_dir(data, config, tmp_path) == entries[0]
     vocab_file = entries[0] / "vocab.txt"
     mtime = vocab_file.stat().st_mtime_ns
-    second = load_tokenizer(config, corpus, tmp_path)
+    second = load_tokenizer(config, data, tmp_path)
     assert second.get_vocab() == first.get_vocab()
     assert sorted(tokenizers_dir.iterdir()) == entries
     assert vocab_file.stat().st_mtime_ns == mtime  # not retrained
-    # The vocabulary is the one learn_vocab gives, in id order.
-    expected = learn_vocab(corpus.documents, 1000, list(SPECIAL_TOKENS), 2, True)
+    # The corpus is smaller than the sample, so the vocabulary is the one learn_vocab gives on all of it.
+    expected = learn_vocab(documents, 1000, list(SPECIAL_TOKENS), 2, True)
     assert vocab_file.read_text(encoding="utf-8").split("\n")[:-1] == expected
     assert first.convert_ids_to_tokens(list(range(len(SPECIAL_TOKENS)))) == list(SPECIAL_TOKENS)
     assert len(first) == len(expected)
@@ -101,22 +119,122 @@ def test_trained_tokenizer_is_cached(corpus: Corpus, tmp_path: Path) -> None:
     assert first.decode(ids).replace(" ", "") == "reasonnaturesoul."
 
 
-def test_trained_tokenizer_key_depends_on_config_and_corpus(corpus: Corpus, tmp_path: Path) -> None:
-    load_tokenizer(TokenizerConfig(train=True, vocab_size=1000), corpus, tmp_path)
-    load_tokenizer(TokenizerConfig(train=True, vocab_size=500), corpus, tmp_path)
-    small = Corpus(documents=corpus.documents[:20], source="first 20", sha256="0" * 64)
-    load_tokenizer(TokenizerConfig(train=True, vocab_size=500), small, tmp_path)
-    assert len(list((tmp_path / "tokenizers").iterdir())) == 3
+def test_cached_tokenizer_reads_no_text(
+    tmp_path: Path, corpus_lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is the corpus' identity: a cached tokenizer is found without sampling the corpus."""
+    data = _small_corpus(tmp_path, corpus_lines)
+    config = TokenizerConfig(train=True, vocab_size=300)
+    trained = load_tokenizer(config, data, tmp_path)
+
+    def no_sampling(*args: object) -> None:
+        raise AssertionError("the corpus was sampled again")
+
+    monkeypatch.setattr(tokenizer_module, "sample_documents", no_sampling)
+    assert load_tokenizer(config, data, tmp_path).get_vocab() == trained.get_vocab()
 
 
-def test_trained_tokenizer_repaired_when_incomplete(corpus: Corpus, tmp_path: Path) -> None:
-    config = TokenizerConfig(train=True, vocab_size=500)
-    good = load_tokenizer(config, corpus, tmp_path)
+def test_trained_tokenizer_key_depends_on_config_and_source(tmp_path: Path, corpus_lines: list[str]) -> None:
+    data = _small_corpus(tmp_path, corpus_lines)
+    cache = tmp_path / "cache"
+
+    def key(config: TokenizerConfig, source: DataConfig = data) -> str:
+        return trained_tokenizer_dir(source, config, cache).name
+
+    base = TokenizerConfig(train=True, vocab_size=300)
+    keys = [key(base)]
+    assert key(base) == keys[0]  # the same config and files: the same entry
+    keys.append(key(TokenizerConfig(train=True, vocab_size=400)))
+    keys.append(key(TokenizerConfig(train=True, vocab_size=300, min_frequency=1)))
+    keys.append(key(TokenizerConfig(train=True, vocab_size=300, lowercase=False)))
+    keys.append(key(TokenizerConfig(train=True, vocab_size=300, train_sample_bytes=5000)))
+    keys.append(key(base, DataConfig(path=data.path, documents="blank_line")))
+    keys.append(key(base, _small_corpus(tmp_path, corpus_lines, "other.txt", lines=40)))  # another file
+    # The same bytes touched with a new mtime: another source identity, another key (nothing is read).
+    (path,) = map(Path, data.path)
+    mtime = path.stat().st_mtime_ns
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))
+    keys.append(key(base))
+    assert len(set(keys)) == len(keys)
+    assert len(list((cache / "tokenizers").iterdir())) == len(keys)
+
+
+def test_trained_tokenizer_repaired_when_incomplete(tmp_path: Path, corpus_lines: list[str]) -> None:
+    data = _small_corpus(tmp_path, corpus_lines)
+    config = TokenizerConfig(train=True, vocab_size=300)
+    good = load_tokenizer(config, data, tmp_path)
     (entry,) = (tmp_path / "tokenizers").iterdir()
     (entry / "tokenizer.json").unlink()  # an interrupted or damaged entry
-    again = load_tokenizer(config, corpus, tmp_path)
+    again = load_tokenizer(config, data, tmp_path)
     assert again.get_vocab() == good.get_vocab()
     assert (entry / "tokenizer.json").is_file()
+    assert [p.name for p in (tmp_path / "tokenizers").iterdir()] == [entry.name]  # no temp dirs left
+
+
+def test_training_needs_the_data_config(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data config"):
+        load_tokenizer(TokenizerConfig(train=True), None, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sample a tokenizer is trained on
+
+
+@pytest.fixture(scope="module")
+def large_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """About 6 MiB of numbered, distinct lines (some multibyte) behind a byte-order mark, and its documents."""
+    path = tmp_path_factory.mktemp("large") / "large.txt"
+    words = ["stoic", "reason", "naïve", "Γάμμα", "nature", "—", "soul", "x"]
+    lines = [f"document {i} " + " ".join(words[(i * k) % len(words)] for k in range(i % 23 + 3)) for i in range(60_000)]
+    text = "\n".join(lines) + "\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert path.stat().st_size > 5 * WINDOW_BYTES
+    return path, split_documents(text, "line")
+
+
+@pytest.mark.parametrize("windows", [1, 3])
+def test_sample_of_a_large_file_reads_about_sample_bytes(large_corpus: tuple[Path, list[str]], windows: int) -> None:
+    path, documents = large_corpus
+    data = DataConfig(path=(str(path),))
+    sample_bytes = windows * WINDOW_BYTES
+    sample = list(sample_documents(data, sample_bytes))
+    assert 0.5 * sample_bytes <= sum(map(len, sample)) <= 1.5 * sample_bytes
+    assert sample == list(sample_documents(data, sample_bytes))  # seeded: the same every time
+    # Whole documents of the corpus (none cut at a window's edges), none twice, in corpus order.
+    index = {document: i for i, document in enumerate(documents)}
+    positions = [index.get(document, -1) for document in sample]
+    assert -1 not in positions, [d for d in sample if d not in index][:3]
+    assert positions == sorted(set(positions))
+    if windows > 1:  # spread over the file, not its first bytes
+        assert positions[-1] > 0.6 * len(documents)
+
+
+def test_sample_windows_never_overlap(large_corpus: tuple[Path, list[str]]) -> None:
+    """A sample just below the corpus' size: windows tile the file, the BOM is not text, nothing twice."""
+    path, documents = large_corpus
+    size = path.stat().st_size
+    sample = list(sample_documents(DataConfig(path=(str(path),)), size - 1000))
+    assert len(sample) == len(set(sample))
+    assert set(sample) <= set(documents)
+    assert len(sample) > 0.99 * len(documents)  # a few at window edges may be left out
+    assert sample[0] == documents[0]
+
+
+def test_sample_of_a_small_corpus_is_all_of_it(data: DataConfig, documents: list[str]) -> None:
+    assert list(sample_documents(data, 20_000_000)) == documents
+    # A sample smaller than the corpus reads one window (at most WINDOW_BYTES) of whole documents.
+    small = list(sample_documents(data, 5000))
+    assert small and set(small) <= set(documents) and sum(map(len, small)) <= WINDOW_BYTES
+
+
+def test_sample_of_blank_line_documents(tmp_path: Path) -> None:
+    path = tmp_path / "paragraphs.txt"
+    paragraphs = [f"paragraph {i}\n" + "line of text\n" * (i % 9 + 1) for i in range(30_000)]
+    path.write_text("\n".join(paragraphs), encoding="utf-8")
+    data = DataConfig(path=(str(path),), documents="blank_line")
+    expected = set(split_documents(path.read_text(encoding="utf-8"), "blank_line"))
+    sample = list(sample_documents(data, 2 * WINDOW_BYTES))
+    assert sample and set(sample) <= expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,8 +270,8 @@ def test_token_ids_from_minilm(minilm: BertTokenizerFast) -> None:
     assert 4000 < continuation.sum() < 7000
 
 
-def test_token_ids_from_trained_tokenizer(corpus: Corpus, tmp_path: Path) -> None:
-    tokenizer = load_tokenizer(TokenizerConfig(train=True, vocab_size=500), corpus, tmp_path)
+def test_token_ids_from_trained_tokenizer(data: DataConfig, tmp_path: Path) -> None:
+    tokenizer = load_tokenizer(TokenizerConfig(train=True, vocab_size=500), data, tmp_path)
     ids = TokenIds.from_tokenizer(tokenizer)
     assert [ids.pad, ids.cls, ids.sep, ids.mask] == [0, 2, 3, 4]  # SPECIAL_TOKENS order
     assert ids.vocab_size == len(tokenizer)
@@ -209,18 +327,15 @@ def _assert_consistent(tokenized: TokenizedCorpus, num_documents: int) -> None:
     assert tokenized.sentence_counts().sum() == len(starts) - 1
 
 
-def _assert_equal(a: TokenizedCorpus, b: TokenizedCorpus) -> None:
-    np.testing.assert_array_equal(a.token_ids, b.token_ids)
-    np.testing.assert_array_equal(a.sentence_starts, b.sentence_starts)
-    np.testing.assert_array_equal(a.document_starts, b.document_starts)
-
-
-def test_tokenized_offsets_match_documents(corpus: Corpus, minilm: BertTokenizerFast) -> None:
-    tokenized = tokenize_documents(corpus.documents, minilm)
-    _assert_consistent(tokenized, len(corpus.documents))
-    for document in range(0, len(corpus.documents), 7):
-        text = corpus.documents[document]
+def test_tokenized_offsets_match_documents(documents: list[str], minilm: BertTokenizerFast) -> None:
+    tokenized = tokenize_documents(documents, minilm)
+    _assert_consistent(tokenized, len(documents))
+    token_starts = tokenized.document_token_starts()
+    assert token_starts[0] == 0 and token_starts[-1] == len(tokenized.token_ids) and len(token_starts) == len(documents) + 1
+    for document in range(0, len(documents), 7):
+        text = documents[document]
         first, last = tokenized.document_token_span(document)
+        assert (first, last) == (token_starts[document], token_starts[document + 1])
         assert tokenized.token_ids[first:last].tolist() == minilm(text, add_special_tokens=False)["input_ids"]
         sentences = split_sentences(text)
         assert tokenized.sentence_counts()[document] == len(sentences)
@@ -237,71 +352,3 @@ def test_tokenized_keeps_empty_documents_aligned(minilm: BertTokenizerFast) -> N
     assert tokenized.sentence_counts().tolist() == [2, 0, 1]
     first, last = tokenized.document_token_span(2)
     assert minilm.decode(tokenized.token_ids[first:last]) == "last."
-
-
-def test_tokenize_corpus_cache(corpus: Corpus, minilm: BertTokenizerFast, tmp_path: Path) -> None:
-    built = tokenize_corpus(corpus, minilm, tmp_path)
-    _assert_consistent(built, len(corpus.documents))
-    files = list((tmp_path / "tokenized").iterdir())
-    assert len(files) == 1 and files[0].suffix == ".npz" and not files[0].name.startswith(".")
-    mtime = files[0].stat().st_mtime_ns
-    loaded = tokenize_corpus(corpus, minilm, tmp_path)
-    _assert_equal(loaded, built)
-    assert files[0].stat().st_mtime_ns == mtime  # read, not rewritten
-    with np.load(files[0]) as arrays:
-        np.testing.assert_array_equal(arrays["token_ids"], built.token_ids)
-    # Uncached gives the same arrays.
-    _assert_equal(tokenize_corpus(corpus, minilm, None), built)
-
-
-def test_tokenize_corpus_cache_survives_tokenizer_calls(corpus: Corpus, minilm_dir: str, tmp_path: Path) -> None:
-    """A freshly loaded tokenizer (MiniLM's tokenizer.json pads and truncates to 128) keeps its cache key.
-
-    transformers rewrites the backend's truncation/padding state on every call; that state must
-    not be part of the key, or the second call in a process misses the cache.
-    """
-    fresh = load_tokenizer(TokenizerConfig(name=minilm_dir))
-    built = tokenize_corpus(corpus, fresh, tmp_path)
-    (path,) = (tmp_path / "tokenized").iterdir()
-    mtime = path.stat().st_mtime_ns
-    fresh("Some other call", truncation=True, max_length=4, padding="max_length")
-    _assert_equal(tokenize_corpus(corpus, fresh, tmp_path), built)
-    assert [p.name for p in (tmp_path / "tokenized").iterdir()] == [path.name]
-    assert path.stat().st_mtime_ns == mtime
-    # Another process (a new tokenizer object) finds the same entry.
-    _assert_equal(tokenize_corpus(corpus, load_tokenizer(TokenizerConfig(name=minilm_dir)), tmp_path), built)
-    assert [p.name for p in (tmp_path / "tokenized").iterdir()] == [path.name]
-
-
-def test_tokenize_corpus_cache_is_keyed_by_corpus_and_tokenizer(
-    corpus: Corpus, minilm: BertTokenizerFast, tmp_path: Path
-) -> None:
-    tokenize_corpus(corpus, minilm, tmp_path)
-    trained = load_tokenizer(TokenizerConfig(train=True, vocab_size=500), corpus, tmp_path)
-    tokenize_corpus(corpus, trained, tmp_path)
-    small = Corpus(documents=corpus.documents[:5], source="five", sha256="1" * 64)
-    assert tokenize_corpus(small, minilm, tmp_path).num_documents == 5
-    assert len(list((tmp_path / "tokenized").glob("*.npz"))) == 3
-
-
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "missing_array"])
-def test_tokenize_corpus_rebuilds_damaged_cache(
-    corpus: Corpus, minilm: BertTokenizerFast, tmp_path: Path, damage: str
-) -> None:
-    built = tokenize_corpus(corpus, minilm, tmp_path)
-    (path,) = (tmp_path / "tokenized").iterdir()
-    raw = path.read_bytes()
-    if damage == "garbage":
-        path.write_bytes(b"not an npz file at all" * 10)
-    elif damage == "truncated":
-        path.write_bytes(raw[: len(raw) // 2])
-    elif damage == "empty":
-        path.write_bytes(b"")
-    else:
-        np.savez(path, token_ids=built.token_ids)
-    rebuilt = tokenize_corpus(corpus, minilm, tmp_path)
-    _assert_equal(rebuilt, built)
-    with np.load(path, allow_pickle=False) as arrays:  # the entry was rewritten whole
-        assert sorted(arrays.files) == ["document_starts", "sentence_starts", "token_ids"]
-        np.testing.assert_array_equal(arrays["token_ids"], built.token_ids)
-    assert sorted(p.name for p in (tmp_path / "tokenized").iterdir()) == [path.name]  # no temp files
