@@ -556,12 +556,12 @@ def _rows_source(tmp_path: Path, kind: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["json", "csv"])
-def test_datasets_rows_as_documents(tmp_path: Path, hf_datasets_cache: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind, streaming", [("json", False), ("csv", False), ("json", True)])
+def test_datasets_rows_as_documents(tmp_path: Path, hf_datasets_cache: Path, kind: str, streaming: bool) -> None:
     path = _rows_source(tmp_path, kind)
 
     def documents(mode: str) -> list[str]:
-        return _documents(DataConfig(dataset=kind, path=(str(path),), documents=mode))
+        return _documents(DataConfig(dataset=kind, path=(str(path),), documents=mode, streaming=streaming))
 
     # documents=row: every row with text is exactly one document, blank lines and all.
     assert documents("row") == [" ".join(row.split()) for row in ROWS if row.strip()]
