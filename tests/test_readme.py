@@ -24,6 +24,8 @@ from bert_flax.cli.reference import generated_sections, replace_generated
 README = REPO_ROOT / "README.md"
 NOT_RUN = {
     "pip install -e . && bert-flax pretrain": "downloads bert-base-uncased and the corpus",
+    "bert-flax prepare data.dataset=wikimedia/wikipedia data.dataset_config=20231101.en data.documents=row "
+    "data.streaming=true": "streams Wikipedia from the hub",
     'pip install -e ".[dev]" && XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m pytest -q': (
         "the test suite itself: CI runs it"
     ),
