@@ -318,7 +318,8 @@ def _trainer_mode(config: Config, pretrained: PretrainingModel, batches: Batches
     """The trainer's own objects and calls: make_data_parallel → init_train_state → place_state."""
     tx = make_optimizer(config.optim, config.train.steps)
     schedule = learning_rate_schedule(config.optim, config.train.steps)
-    parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
+    task = pretraining_task(pretrained.model, config.train.objectives, config.model)
+    parallel = make_data_parallel(task, tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
     compile_step = lambda batch: parallel.compile_train_step(state, batch)  # noqa: E731
     return _prepare(compile_step, parallel.train_step, state, parallel.place_batch, batches, prefetch), parallel
