@@ -212,6 +212,7 @@ class ModelConfig(_Section):
     dtype: Literal["float32", "bfloat16"] = "float32"
     # hf: transformers' FlaxBertForPreTraining module. fast: this project's BERT on the same parameter tree
     # (jax.nn.dot_product_attention: cuDNN fused attention on GPU in bfloat16 when attention_dropout is 0).
+    # Pre-training, eval and bench; fine-tuning runs transformers' task modules.
     impl: Literal["hf", "fast"] = "hf"
     # Dropout on the attention probabilities; null: the model's attention_probs_dropout_prob. Fused
     # attention (impl=fast) needs 0; with more, fast computes the probabilities explicitly.
