@@ -49,10 +49,10 @@ def _dense(p: Params, x: jax.Array, dtype: Any) -> jax.Array:
 
 
 def _layer_norm(p: Params, x: jax.Array, eps: float, dtype: Any) -> jax.Array:
-    """LayerNorm with float32 statistics, output in the compute dtype."""
+    """LayerNorm with float32 statistics from one pass (E[x²] − E[x]², as flax), output in the compute dtype."""
     x32 = x.astype(jnp.float32)
     mean = jnp.mean(x32, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    var = jnp.maximum(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) - jnp.square(mean), 0.0)
     y = (x32 - mean) * jax.lax.rsqrt(var + eps) * p["scale"] + p["bias"]
     return y.astype(dtype)
 
@@ -64,13 +64,19 @@ def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
 
 
+def _padding_bias(mask_BxL: jax.Array, dtype: Any) -> jax.Array:
+    """HF's additive attention bias, [B, 1, 1, L]: 0 at real keys, the dtype's minimum at padding. Added
+    to the scores it needs no B × N × L × L boolean mask (which `where` would keep for the backward pass)."""
+    return jnp.where(mask_BxL > 0, 0.0, jnp.finfo(dtype).min).astype(dtype)[:, None, None, :]
+
+
 def _explicit_attention(
     q_BxLxNxD: jax.Array, k_BxLxNxD: jax.Array, v_BxLxNxD: jax.Array, mask_BxL: jax.Array, rate: float, key: jax.Array
 ) -> jax.Array:
     """Attention with dropout on the probabilities: the B × N × L × L matrix is materialised."""
-    scale = q_BxLxNxD.shape[-1] ** -0.5
-    scores_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD, preferred_element_type=jnp.float32) * scale
-    scores_BxNxLxL = jnp.where(mask_BxL[:, None, None, :] > 0, scores_BxNxLxL, jnp.finfo(jnp.float32).min)
+    q_BxLxNxD = q_BxLxNxD * jnp.asarray(q_BxLxNxD.shape[-1] ** -0.5, q_BxLxNxD.dtype)
+    scores_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD, preferred_element_type=jnp.float32)
+    scores_BxNxLxL = scores_BxNxLxL + _padding_bias(mask_BxL, jnp.float32)
     probs_BxNxLxL = _dropout(jax.nn.softmax(scores_BxNxLxL, axis=-1), rate, key).astype(v_BxLxNxD.dtype)
     return jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
 
@@ -86,8 +92,8 @@ def _attention(
         return jax.nn.dot_product_attention(
             q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, key_value_seq_lengths=lengths_B, implementation="cudnn"
         )
-    mask_Bx1x1xL = (mask_BxL > 0)[:, None, None, :]  # any mask, exactly as HF's attention bias
-    return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=mask_Bx1x1xL, implementation="xla")
+    bias_Bx1x1xL = _padding_bias(mask_BxL, q_BxLxNxD.dtype)  # any mask, exactly as HF's attention bias
+    return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, bias=bias_Bx1x1xL, implementation="xla")
 
 
 def _layer(
