@@ -2,7 +2,8 @@
 
 The module and its parameter tree are exactly Hugging Face's, so `save_pretrained` and every
 tool that reads HF BERT weights work on what we train. Parameters are always float32;
-`model.dtype` only sets the compute dtype.
+`model.dtype` only sets the compute dtype. `pretraining_logits` runs either HF's module
+(`model.impl=hf`) or fast_bert.py's own step on the same tree (`model.impl=fast`).
 """
 
 from __future__ import annotations
