@@ -2,10 +2,11 @@
 
 It reads exactly the parameters HF's module holds (`bert/embeddings/...`, `bert/encoder/layer/{i}/...`,
 `bert/pooler`, `cls/...`), so checkpoints, `final/`, export and fine-tuning see no difference. What
-differs is how the step computes: attention through `jax.nn.dot_product_attention` (cuDNN's fused
-kernel on GPU in half precision, padding given as key lengths), no B × H × L × L probabilities unless
-attention dropout asks for them, optional remat per layer, and optionally the layers under
-`jax.lax.scan` (their parameters stacked inside the step, so the tree outside stays HF's).
+differs is how the step computes: attention through `jax.nn.dot_product_attention` (on a GPU in half
+precision, cuDNN's fused kernel with the padding given as key lengths: no B × H × L × L probabilities
+in memory; XLA elsewhere), explicit probabilities only when attention dropout asks for them, optional
+remat per layer, and optionally the layers under `jax.lax.scan` (their parameters stacked inside the
+step, so the tree outside stays HF's).
 """
 
 from __future__ import annotations
