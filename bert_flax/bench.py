@@ -8,6 +8,10 @@ cross-entropy, `optax.adamw` with the same schedule and no clipping, a flax `Tra
 with the state donated (their `jax.pmap(train_step, donate_argnums=(0,))`), on the same mesh,
 batches and initial parameters.
 
+"ours" runs `model.impl` (hf or fast); `compare_impl` also times the other impl on the same
+batches and parameters. `compile_only` compiles the step on shapes alone (no state allocated, nothing
+run) and reports compile time and XLA's memory_analysis.
+
 Every step is timed from taking its batch to `jax.block_until_ready` of its outputs, after
 `warmup` untimed steps; compilation is timed separately (ahead of time, `lower().compile()`).
 With a baseline the two alternate step by step, so load from other processes hits both alike.
@@ -29,6 +33,7 @@ from flax.training import train_state
 from flax.training.common_utils import onehot
 from flax.traverse_util import flatten_dict, unflatten_dict
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from transformers import FlaxBertForPreTraining
 
 from bert_flax.config import Config
 from bert_flax.data.masking import to_hf_labels
@@ -39,7 +44,7 @@ from bert_flax.engine.step import init_train_state
 from bert_flax.errors import UserError
 from bert_flax.model.flops import BASELINES, flops_per_token
 from bert_flax.model.losses import normalize, pretraining_task
-from bert_flax.model.pretraining import PretrainingModel, build_model
+from bert_flax.model.pretraining import PretrainingModel, build_model, compute_dtype, preset_config
 
 SYNTHETIC_POOL = 8  # distinct synthetic batches, cycled
 Batches = Callable[[], Iterator[dict]]  # a factory of fresh, identical host-batch iterators
@@ -318,10 +323,22 @@ def _trainer_mode(config: Config, pretrained: PretrainingModel, batches: Batches
     """The trainer's own objects and calls: make_data_parallel → init_train_state → place_state."""
     tx = make_optimizer(config.optim, config.train.steps)
     schedule = learning_rate_schedule(config.optim, config.train.steps)
-    parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
+    task = pretraining_task(pretrained.model, config.train.objectives, config.model)
+    parallel = make_data_parallel(task, tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
     compile_step = lambda batch: parallel.compile_train_step(state, batch)  # noqa: E731
     return _prepare(compile_step, parallel.train_step, state, parallel.place_batch, batches, prefetch), parallel
+
+
+def other_impl_config(config: Config) -> Config:
+    """`config` with the other `model.impl`; settings hf lacks (scan, dots remat) fall back to its nearest."""
+    model = config.model
+    if model.impl == "hf":
+        other = dataclasses.replace(model, impl="fast")
+    else:
+        remat = "none" if model.remat == "none" else "full"
+        other = dataclasses.replace(model, impl="hf", scan_layers=False, remat=remat)
+    return dataclasses.replace(config, model=other)
 
 
 def _hf_example_mode(config: Config, pretrained: PretrainingModel, batches: Batches, prefetch: int) -> _Mode:
@@ -329,6 +346,40 @@ def _hf_example_mode(config: Config, pretrained: PretrainingModel, batches: Batc
     place = lambda batch: hf.place_batch(hf_batch(batch))  # noqa: E731
     compile_step = lambda batch: hf.compile(hf.state, batch)  # noqa: E731
     return _prepare(compile_step, hf.step, hf.state, place, batches, prefetch)
+
+
+def compile_only(config: Config) -> dict[str, Any]:
+    """Compile the trainer's step for a `model.preset` without allocating or running it: state and batch
+    are shapes only (`jax.eval_shape`), so a step far larger than this machine's memory still compiles.
+    Compile time and XLA's memory_analysis of the compiled step, for this machine's backend."""
+    if config.model.init or config.parallel.mode != "jit":
+        raise UserError("--compile-only needs model.init= (a model.preset) and parallel.mode=jit")
+    check_batch_sizes(config, jax.device_count(), jax.process_count())
+    vocab_size = synthetic_vocab_size(config)
+    model = FlaxBertForPreTraining(
+        preset_config(config.model.preset, vocab_size), dtype=compute_dtype(config.model.dtype), _do_init=False
+    )
+    tx = make_optimizer(config.optim, config.train.steps)
+    schedule = learning_rate_schedule(config.optim, config.train.steps)
+    parallel = make_data_parallel(pretraining_task(model, config.train.objectives, config.model), tx, schedule, config)
+    init = lambda key: init_train_state(model.init_weights(key, (1, 1)), tx, config.train.seed)  # noqa: E731
+    state = jax.eval_shape(init, jax.random.PRNGKey(0))
+    host_batch = synthetic_batch(config, vocab_size, np.random.default_rng(0))
+    batch = {key: jax.ShapeDtypeStruct(value.shape, value.dtype) for key, value in host_batch.items()}
+    start = time.perf_counter()
+    compiled = parallel.compile_train_step(state, batch)
+    return {
+        "backend": jax.devices()[0].platform,
+        "preset": config.model.preset,
+        "impl": config.model.impl,
+        "remat": config.model.remat,
+        "scan_layers": config.model.scan_layers,
+        "dtype": config.model.dtype,
+        "batch_size": config.train.batch_size,
+        "max_seq_len": config.data.max_seq_len,
+        "compile_seconds": time.perf_counter() - start,
+        **_memory(compiled),
+    }
 
 
 def run_bench(
@@ -340,8 +391,12 @@ def run_bench(
     prefetch: int = 2,
     peak_tflops: float | None = None,
     measure_peak: bool = False,
+    compare_impl: bool = False,
 ) -> dict[str, Any]:
-    """Time the trainer's step (and optionally the HF example's) on synthetic or real batches; one dict."""
+    """Time the trainer's step (and optionally the HF example's) on synthetic or real batches; one dict.
+
+    `compare_impl`: also time the trainer's step with the other `model.impl`, as "ours-hf" or "ours-fast".
+    """
     _check_options(steps, warmup, baseline, data, prefetch, peak_tflops, measure_peak)
     check_batch_sizes(config, jax.device_count(), jax.process_count())
     pretrained, vocab_size, new_batches = _model_and_batches(config, data)
@@ -349,6 +404,10 @@ def run_bench(
 
     ours, parallel = _trainer_mode(config, pretrained, new_batches, prefetch)
     modes = {"ours": ours}
+    other_config = other_impl_config(config)
+    other_name = f"ours-{other_config.model.impl}"
+    if compare_impl:
+        modes[other_name] = _trainer_mode(other_config, pretrained, new_batches, prefetch)[0]
     if baseline == "hf-example":
         modes["hf-example"] = _hf_example_mode(config, pretrained, new_batches, prefetch)
     _time_interleaved(list(modes.values()), steps, warmup)
@@ -358,14 +417,18 @@ def run_bench(
     per_token = flops_per_token(pretrained.config, seq_len, num_predictions)
     peak_total = None if peak_tflops is None else peak_tflops * jax.device_count()
     summary = (batch_size * seq_len, batch_size, per_token * batch_size * seq_len, peak_total)
-    losses = {
-        "ours": normalize(parallel.read_metrics(ours.outputs), config.train.objectives)["loss"],
-        "hf-example": float(modes["hf-example"].outputs["loss"]) if "hf-example" in modes else None,
-    }
-    results: dict[str, Any] = {name: _report(mode, summary, losses[name]) for name, mode in modes.items()}
+    def last_loss(name: str) -> float:
+        if name == "hf-example":
+            return float(modes[name].outputs["loss"])
+        return normalize(parallel.read_metrics(modes[name].outputs), config.train.objectives)["loss"]
+
+    results: dict[str, Any] = {name: _report(mode, summary, last_loss(name)) for name, mode in modes.items()}
+    rate = {name: report["tokens_per_second"] for name, report in results.items()}
     if "hf-example" in results:
-        ours_rate, hf_rate = (results[name]["tokens_per_second"] for name in ("ours", "hf-example"))
-        results["ratio_tokens_per_second"] = ours_rate / hf_rate
+        results["ratio_tokens_per_second"] = rate["ours"] / rate["hf-example"]
+    if compare_impl:
+        fast, hf = ("ours", other_name) if config.model.impl == "fast" else (other_name, "ours")
+        results["ratio_fast_to_hf"] = rate[fast] / rate[hf]
 
     device = jax.devices()[0]
     return {
@@ -378,6 +441,10 @@ def run_bench(
         "hidden": pretrained.config.hidden_size,
         "vocab_size": vocab_size,
         "dtype": config.model.dtype,
+        "impl": config.model.impl,
+        "remat": config.model.remat,
+        "scan_layers": config.model.scan_layers,
+        "attention_dropout": config.model.attention_dropout,
         "batch_size": batch_size,
         "max_seq_len": seq_len,
         "num_predictions": num_predictions,

@@ -227,10 +227,28 @@ class ModelConfig(_Section):
     init: str = "bert-base-uncased"
     # Compute dtype; parameters and optimizer state stay float32.
     dtype: Literal["float32", "bfloat16"] = "float32"
+    # hf: transformers' FlaxBertForPreTraining module. fast: this project's BERT on the same parameter tree
+    # (jax.nn.dot_product_attention: cuDNN fused attention on GPU in bfloat16 when attention_dropout is 0).
+    # Pre-training, eval and bench; fine-tuning runs transformers' task modules.
+    impl: Literal["hf", "fast"] = "hf"
+    # Dropout on the attention probabilities; null: the model's attention_probs_dropout_prob. Fused
+    # attention (impl=fast) needs 0; with more, fast computes the probabilities explicitly.
+    attention_dropout: Optional[float] = None
+    # Recompute activations in the backward pass, per layer: none; full (hf: transformers'
+    # gradient_checkpointing); dots (fast only: keep the matmul outputs, recompute the rest).
+    remat: Literal["none", "full", "dots"] = "none"
+    # impl=fast only: run the layers under jax.lax.scan (stacked inside the step; the tree stays HF's).
+    scan_layers: bool = False
 
     def _validate(self) -> None:
         if self.preset not in MODEL_PRESETS:
             _fail("model.preset", f"must be one of {', '.join(MODEL_PRESETS)}; got {self.preset!r}")
+        if self.attention_dropout is not None:
+            self._check(0.0 <= self.attention_dropout < 1.0, "attention_dropout", "must be in [0, 1) or null")
+        if self.impl == "hf" and self.scan_layers:
+            _fail("model.scan_layers", "needs model.impl=fast (transformers' module has no scanned layers)")
+        if self.impl == "hf" and self.remat == "dots":
+            _fail("model.remat", "dots needs model.impl=fast; with model.impl=hf use none or full")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,6 +395,9 @@ class FinetuneConfig(_Section):
 @dataclasses.dataclass(frozen=True)
 class LogConfig(_Section):
     section: typing.ClassVar[str] = "log"
+    # Read the train metrics from the device every this many steps (and at eval, checkpoint and
+    # stop points); a train record holds the means over the steps since the last one. 1: every step.
+    every: int = 1
     # Write TensorBoard event files to RUN_DIR/tensorboard (train/... and eval/... tags, one file).
     tensorboard: bool = True
     # Also log the scalars to Weights & Biases (needs `pip install wandb`); a resumed run continues its W&B run.
@@ -389,6 +410,7 @@ class LogConfig(_Section):
     wandb_run_name: str = ""
 
     def _validate(self) -> None:
+        self._check(self.every >= 1, "every", "must be at least 1")
         self._check(not self.wandb or self.wandb_project != "", "wandb_project", "must name a project when wandb=true")
 
 

@@ -122,7 +122,7 @@ def evaluate_model(source: str, config_path: str | None = None, overrides: Seque
     assert data.eval is not None  # eval_fraction > 0 holds out at least one document
 
     model = FlaxBertForPreTraining(loaded.config, dtype=compute_dtype(config.model.dtype), _do_init=False)
-    task = pretraining_task(model, config.train.objectives)
+    task = pretraining_task(model, config.train.objectives, config.model)
     # Eval reads only the params: no optimizer state, and the train step is never compiled.
     parallel = make_data_parallel(task, optax.identity(), optax.constant_schedule(0.0), config)
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)

@@ -78,7 +78,8 @@ def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     pretrained = build_model(config, data.ids.vocab_size)
     schedule = learning_rate_schedule(config.optim, config.train.steps)
     tx = make_optimizer(config.optim, config.train.steps)
-    parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
+    task = pretraining_task(pretrained.model, config.train.objectives, config.model)
+    parallel = make_data_parallel(task, tx, schedule, config)
 
     run = RunDir(run_dir)
     if is_main_process() and not resuming:

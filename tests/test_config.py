@@ -355,10 +355,37 @@ def test_batch_size_must_divide_by_grad_accum_steps() -> None:
         ("optim.warmup_steps=-1", "optim.warmup_steps"),
         ("checkpoint.keep=0", "checkpoint.keep"),
         ("eval.every=0", "eval.every"),
+        ("log.every=0", "log.every"),
+        ("model.attention_dropout=1", "model.attention_dropout"),
+        ("model.attention_dropout=-0.1", "model.attention_dropout"),
     ],
 )
 def test_out_of_range_numbers(override: str, key: str) -> None:
     assert key in _error([override])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (["model.scan_layers=true"], ["model.scan_layers", "model.impl=fast"]),
+        (["model.remat=dots"], ["model.remat", "dots", "model.impl=fast", "none or full"]),
+        (["model.remat=partial"], ["model.remat", "none", "full", "dots"]),
+    ],
+)
+def test_fast_path_combinations_hf_cannot_run(overrides: list[str], words: list[str]) -> None:
+    message = _error(overrides)
+    assert all(word in message for word in words), message
+
+
+def test_fast_path_combinations_that_are_allowed() -> None:
+    fused = load_config(None, ["model.impl=fast", "model.scan_layers=true", "model.remat=dots", "model.attention_dropout=0"])
+    assert (fused.model.impl, fused.model.scan_layers, fused.model.remat, fused.model.attention_dropout) == (
+        "fast", True, "dots", 0.0
+    )
+    explicit = load_config(None, ["model.impl=fast", "model.attention_dropout=0.1"])  # probabilities materialised
+    assert explicit.model.attention_dropout == 0.1
+    assert load_config(None, ["model.remat=full"]).model.impl == "hf"  # transformers' gradient_checkpointing
+    assert load_config(None, []).model.attention_dropout is None  # the checkpoint's own rate
 
 
 def test_tokenizer_needs_a_name_unless_trained() -> None:

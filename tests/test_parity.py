@@ -62,17 +62,20 @@ def test_batch_exercises_padding_and_both_labels(batch: Batch) -> None:
     assert np.any(batch["token_type_ids"] == 1)
 
 
+@pytest.mark.parametrize("impl", ["hf", "fast"])
 def test_loss_matches_pytorch(
-    torch_checkpoint: tuple[object, Path], batch: Batch, monkeypatch: pytest.MonkeyPatch
+    torch_checkpoint: tuple[object, Path], batch: Batch, monkeypatch: pytest.MonkeyPatch, impl: str
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch_model, path = torch_checkpoint
-    config = Config(model=ModelConfig(init=str(path)), data=DataConfig(max_seq_len=MAX_SEQ_LEN))
+    config = Config(model=ModelConfig(init=str(path), impl=impl), data=DataConfig(max_seq_len=MAX_SEQ_LEN))
     flax_model = build_model(config, torch_model.config.vocab_size)
     assert flax_model.initialized_heads == ()
 
-    logits_fn = jax.jit(pretraining_logits, static_argnums=(0, 3))  # one compile: faster than op-by-op
-    mlm_logits_BxPxV, nsp_logits_Bx2 = logits_fn(flax_model.model, flax_model.params, batch, ("mlm", "nsp"))
+    logits_fn = jax.jit(pretraining_logits, static_argnums=(0, 3, 5))  # one compile: faster than op-by-op
+    mlm_logits_BxPxV, nsp_logits_Bx2 = logits_fn(
+        flax_model.model, flax_model.params, batch, ("mlm", "nsp"), None, config.model
+    )
     ours = normalize(metric_sums(mlm_logits_BxPxV, nsp_logits_Bx2, batch), ("mlm", "nsp"))
 
     labels_BxL = torch.from_numpy(to_hf_labels(batch)).long()

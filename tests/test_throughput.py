@@ -83,10 +83,13 @@ def test_synthetic_batch_contract(corpus_path, smoke_cache):
 @pytest.mark.parametrize("data", ["synthetic", "real"])
 def test_bench_reports_ours_and_hf_example(corpus_path, smoke_cache, data):
     config = smoke_config(corpus_path, smoke_cache)
-    result = run_bench(config, steps=2, warmup=1, baseline="hf-example", data=data, peak_tflops=1.0)
+    compare = data == "synthetic"  # the other impl once: it adds a compile
+    result = run_bench(
+        config, steps=2, warmup=1, baseline="hf-example", data=data, peak_tflops=1.0, compare_impl=compare
+    )
     assert result["data"] == data and result["batch_size"] == 8 and result["max_seq_len"] == 64
-    assert result["devices"] >= 1 and result["peak_source"] == "given"
-    for mode in ("ours", "hf-example"):
+    assert result["devices"] >= 1 and result["peak_source"] == "given" and result["impl"] == "hf"
+    for mode in ("ours", "hf-example", *(["ours-fast"] if compare else [])):
         report = result[mode]
         assert set(report) == MODE_KEYS
         assert report["step_seconds_min"] <= report["step_seconds_median"] <= report["step_seconds_max"]
@@ -95,6 +98,18 @@ def test_bench_reports_ours_and_hf_example(corpus_path, smoke_cache, data):
         assert np.isfinite(report["last_loss"]) and report["compile_seconds"] > 0
     ratio = result["ours"]["tokens_per_second"] / result["hf-example"]["tokens_per_second"]
     assert result["ratio_tokens_per_second"] == pytest.approx(ratio)
+    if compare:
+        fast_to_hf = result["ours-fast"]["tokens_per_second"] / result["ours"]["tokens_per_second"]
+        assert result["ratio_fast_to_hf"] == pytest.approx(fast_to_hf)
+        assert abs(result["ours-fast"]["last_loss"] - result["ours"]["last_loss"]) < 0.5  # same model, other dropout
+
+
+def test_bench_compile_only_reports_compile_time_and_memory(capsys):
+    """Shapes only: the step compiles without any state allocated or step run."""
+    assert main(["bench", "--config", str(REPO_ROOT / "configs" / "smoke.yaml"), "--compile-only"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["impl"] == "hf" and result["batch_size"] == 8 and result["compile_seconds"] > 0
+    assert result["compiled_argument_bytes"] > 0 and result["compiled_temp_bytes"] > 0
 
 
 @pytest.mark.parametrize("mode", ["jit", "pmap"])

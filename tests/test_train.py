@@ -170,3 +170,22 @@ def test_cli_pretrain_runs_and_reports(corpus_path: Path, cache_dir: Path, tmp_p
     out = capsys.readouterr()
     assert "finished" in out.out and "resuming" in out.err
     assert json.loads((tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()[-1])["split"] == "eval"
+
+
+def test_log_every_reads_windows_with_the_per_step_means(full_run: Path, corpus_path: Path, cache_dir: Path, tmp_path):
+    """log.every=3: train records at 3 and at the end (4) only, holding the window's numbers of the per-step run."""
+    overrides = ("log.every=3", "checkpoint.every=4", "eval.every=4")  # the stop (4) closes the last window
+    windowed = pretrain(smoke_config(corpus_path, cache_dir, *overrides), tmp_path / "windowed", show_progress=False)
+    assert windowed.finished
+    records = read_metrics(tmp_path / "windowed", "train")
+    per_step = {r["step"]: r for r in read_metrics(full_run, "train")}
+    assert [r["step"] for r in records] == [3, 4]
+    first, last = records
+    for key in ("nsp_loss", "nsp_accuracy", "grad_norm"):  # 8 NSP examples every step: plain means
+        assert first[key] == pytest.approx(np.mean([per_step[s][key] for s in (1, 2, 3)]), rel=1e-5)
+    for key in ("param_norm", "learning_rate"):  # the window's last step
+        assert first[key] == pytest.approx(per_step[3][key], rel=1e-6)
+    mlm = [per_step[s]["mlm_loss"] for s in (1, 2, 3)]  # weighted by each step's number of predictions
+    assert min(mlm) <= first["mlm_loss"] <= max(mlm) and first["mlm_loss"] != pytest.approx(per_step[3]["mlm_loss"])
+    for key in ("loss", "mlm_loss", "nsp_loss", "grad_norm", "param_norm"):
+        assert last[key] == pytest.approx(per_step[4][key], rel=1e-5)

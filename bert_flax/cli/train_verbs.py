@@ -105,12 +105,19 @@ def add_bench(verbs: Any) -> None:
     peak = command.add_mutually_exclusive_group()
     peak.add_argument("--peak-tflops", type=float, metavar="X", help="peak TFLOP/s of one device, for MFU")
     peak.add_argument("--measure-peak", action="store_true", help="measure the peak with a large matmul")
+    compare_help = "also time the trainer's step with the other model.impl (hf / fast)"
+    command.add_argument("--compare-impl", action="store_true", help=compare_help)
+    only_help = "only compile the step on shapes (nothing allocated or run): compile time and memory_analysis"
+    command.add_argument("--compile-only", action="store_true", help=only_help)
     command.add_argument("--json", action="store_true", help="one JSON object")
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from bert_flax.bench import run_bench
+    from bert_flax.bench import compile_only, run_bench
 
+    if args.compile_only:
+        print(json.dumps(compile_only(config_of(args))))
+        return 0
     result = run_bench(
         config_of(args),
         steps=args.steps,
@@ -120,11 +127,12 @@ def _bench(args: argparse.Namespace) -> int:
         prefetch=args.prefetch,
         peak_tflops=args.peak_tflops,
         measure_peak=args.measure_peak,
+        compare_impl=args.compare_impl,
     )
     if args.json:
         print(json.dumps(result))
         return 0
-    modes = [mode for mode in ("ours", "hf-example") if mode in result]
+    modes = [key for key, value in result.items() if isinstance(value, dict)]
     for key, value in result.items():
         if key not in modes:
             print(f"{key:<26}  {value}")

@@ -1,5 +1,6 @@
-"""The step loop that pre-training and fine-tuning share: steps, metrics read one step late, evals,
-checkpoints and stop signals. Subclasses say what a step's metrics mean and what an eval is.
+"""The step loop that pre-training and fine-tuning share: steps, metrics summed on the device and read
+only at log points (`log.every`, evals, checkpoints), evals, checkpoints and stop signals. Subclasses
+say what a step's metrics mean and what an eval is.
 """
 
 from __future__ import annotations
@@ -24,6 +25,34 @@ from bert_flax.run.wandb_log import import_wandb
 
 CHECKED = ("loss", "grad_norm", "param_norm")  # non-finite: the run has diverged
 PREFETCH_BATCHES = 2  # host batches built ahead of the step, in a thread
+# Step metrics whose window value is the last step's; MEAN_KEYS are averaged; all others (the task's
+# sums and counts) are summed, so a window's means are exact over all its tokens.
+LATEST_KEYS = ("param_norm", "learning_rate")
+MEAN_KEYS = ("grad_norm",)
+
+
+@jax.jit
+def _accumulate(total: dict[str, jax.Array], metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return {key: value if key in LATEST_KEYS else total[key] + value for key, value in metrics.items()}
+
+
+class MetricWindow:
+    """The device-side running total of the step metrics since the last read: no host transfer per step."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, jax.Array] | None = None
+        self.steps = 0
+
+    def add(self, metrics: dict[str, jax.Array]) -> None:
+        self.total = metrics if self.total is None else _accumulate(self.total, metrics)
+        self.steps += 1
+
+    def take(self) -> tuple[dict[str, jax.Array], int]:
+        """(the window's device totals, its number of steps); the next window starts empty."""
+        assert self.total is not None, "take() of an empty window"
+        taken = (self.total, self.steps)
+        self.total, self.steps = None, 0
+        return taken
 
 
 class TrainingDiverged(UserError):
@@ -83,9 +112,11 @@ class StepLoop:
     def elapsed(self) -> float:
         return self.metrics.elapsed_before + time.perf_counter() - self.t0
 
-    def log_train(self, step: int, device_metrics: Any) -> None:
-        """Read a step's metrics (a host sync on that step only), check them, log them."""
+    def log_train(self, step: int, device_metrics: Any, steps: int = 1) -> None:
+        """Read the metrics of the `steps` steps up to `step` (a host sync on `step` only), check them, log them."""
         raw = self.parallel.read_metrics(device_metrics)
+        for key in MEAN_KEYS:
+            raw[key] /= steps
         now = time.perf_counter()
         then, then_step = self.last_read
         tokens_per_second = self.tokens_per_step * (step - then_step) / max(now - then, 1e-9)
@@ -132,20 +163,26 @@ class StepLoop:
         self, state: Any, start: int, stop: int, batches: Iterator, signals: StopSignals
     ) -> tuple[Any, int, str | None]:
         """Steps start+1 .. stop on (host batch, position) items, placed on the devices here (JAX calls
-        stay on this thread; transfers are asynchronous on accelerators); step n's metrics are read after
-        step n+1 is dispatched, so the host never waits for the step in flight. A stop signal ends
-        the run after the current step and its checkpoint: (state, last step, signal name or None)."""
+        stay on this thread; transfers are asynchronous on accelerators). Metrics add up on the device;
+        a window that ends at step n (every `log.every` steps, and at evals, checkpoints and the stop) is
+        read after step n+1 is dispatched, so the host never waits for the step in flight. A stop signal
+        ends the run after the current step and its checkpoint: (state, last step, signal name or None)."""
         every_eval, every_ckpt, total = self.config.eval.every, self.config.checkpoint.every, self.config.train.steps
+        every_log = self.config.log.every
+        window = MetricWindow()
         pending = None
         for step in range(start + 1, stop + 1):
             local_batch, position = next(batches)
             state, device_metrics = self.parallel.train_step(state, self.parallel.place_batch(local_batch))
+            window.add(device_metrics)
             if pending is not None:
                 self.log_train(*pending)
-            pending = (step, device_metrics)
+                pending = None
             stopped_by = signals.requested(step)
             do_eval = self.has_eval and (step % every_eval == 0 or step == total)
             do_save = step % every_ckpt == 0 or step == stop or stopped_by is not None
+            if step % every_log == 0 or do_eval or do_save:
+                pending = (step, *window.take())
             if do_eval or do_save:  # checked metrics before a checkpoint: a diverged state is never saved
                 self.log_train(*pending)
                 pending = None

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bert_flax.config import ModelConfig
 from bert_flax.engine.step import Task
 from bert_flax.model.pretraining import pretraining_logits
 
@@ -101,14 +102,15 @@ def normalize(sums: dict[str, float | np.ndarray], objectives: tuple[str, ...]) 
     return out
 
 
-def pretraining_task(model: Any, objectives: tuple[str, ...]) -> Task:
-    """MLM + NSP on `FlaxBertForPreTraining` (MLM head at the gathered positions) as a `Task`."""
+def pretraining_task(model: Any, objectives: tuple[str, ...], options: ModelConfig | None = None) -> Task:
+    """MLM + NSP on `FlaxBertForPreTraining`'s parameters (MLM head at the gathered positions) as a `Task`;
+    `options` (config.model) picks the impl (hf / fast), attention dropout, remat and scan."""
 
     def loss(params: Any, batch: dict, counts: dict, dropout_rng: jax.Array) -> tuple[jax.Array, dict]:
-        sums = metric_sums(*pretraining_logits(model, params, batch, objectives, dropout_rng), batch)
+        sums = metric_sums(*pretraining_logits(model, params, batch, objectives, dropout_rng, options), batch)
         return objective(sums, counts), sums
 
     def eval_outputs(params: Any, batch: dict) -> dict[str, jax.Array]:
-        return metric_sums(*pretraining_logits(model, params, batch, objectives), batch)
+        return metric_sums(*pretraining_logits(model, params, batch, objectives, None, options), batch)
 
     return Task(counts=batch_counts, loss=loss, eval_outputs=eval_outputs)

@@ -2,7 +2,8 @@
 
 The module and its parameter tree are exactly Hugging Face's, so `save_pretrained` and every
 tool that reads HF BERT weights work on what we train. Parameters are always float32;
-`model.dtype` only sets the compute dtype.
+`model.dtype` only sets the compute dtype. `pretraining_logits` runs either HF's module
+(`model.impl=hf`) or fast_bert.py's own step on the same tree (`model.impl=fast`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 from transformers import BertConfig, FlaxBertForPreTraining
 
-from bert_flax.config import MODEL_PRESETS, PRESET_MAX_POSITIONS, Config
+from bert_flax.config import MODEL_PRESETS, PRESET_MAX_POSITIONS, Config, ModelConfig
 from bert_flax.errors import UserError
 from bert_flax.interop.sources import load_model_source
+from bert_flax.model import fast_bert
+from bert_flax.model.fast_bert import FastOptions
 
 Params = dict[str, Any]
 # Parameter groups that a checkpoint without pre-training heads (a BertModel) lacks.
@@ -175,28 +178,57 @@ def _gathered_heads(
     return mlm_logits_BxPxV, nsp_logits_Bx2
 
 
+def fast_options(model: FlaxBertForPreTraining, options: ModelConfig) -> FastOptions:
+    """`model.impl=fast`'s settings, the attention dropout resolved against the model's config."""
+    rate = options.attention_dropout
+    return FastOptions(
+        dtype=model.dtype,
+        attention_dropout=model.config.attention_probs_dropout_prob if rate is None else rate,
+        remat=options.remat,
+        scan_layers=options.scan_layers,
+    )
+
+
+def _hf_module(model: FlaxBertForPreTraining, options: ModelConfig | None) -> Any:
+    """HF's module, with `model.attention_dropout` and `model.remat=full` (gradient_checkpointing) applied;
+    the model's own config (the one saved) is not changed."""
+    if options is None or (options.attention_dropout is None and options.remat == "none"):
+        return model.module
+    config = model.config
+    if options.attention_dropout is not None:
+        config = BertConfig.from_dict({**config.to_dict(), "attention_probs_dropout_prob": options.attention_dropout})
+    return type(model.module)(config=config, dtype=model.dtype, gradient_checkpointing=options.remat == "full")
+
+
 def pretraining_logits(
     model: FlaxBertForPreTraining,
     params: Params,
     batch: dict[str, jax.Array],
     objectives: tuple[str, ...],
     dropout_rng: jax.Array | None = None,
+    options: ModelConfig | None = None,
 ) -> tuple[jax.Array | None, jax.Array | None]:
     """(MLM logits [B, P, V] at `masked_lm_positions`, NSP logits [B, 2]), float32; None for an objective not trained.
 
-    Dropout is on when `dropout_rng` is given.
+    Dropout is on when `dropout_rng` is given. `options` (config.model) picks the impl, attention
+    dropout, remat and scan; None: HF's module as configured.
     """
-    mlm_logits_BxPxV, nsp_logits_Bx2 = model.module.apply(
-        {"params": params},
-        batch["input_ids"],
-        batch["attention_mask"],
-        batch["token_type_ids"],
-        batch["masked_lm_positions"],
-        dropout_rng is None,
-        "mlm" in objectives,
-        "nsp" in objectives,
-        rngs={} if dropout_rng is None else {"dropout": dropout_rng},
-        method=_gathered_heads,
-    )
+    if options is not None and options.impl == "fast":
+        mlm_logits_BxPxV, nsp_logits_Bx2 = fast_bert.pretraining_logits(
+            params, batch, objectives, model.config, fast_options(model, options), dropout_rng
+        )
+    else:
+        mlm_logits_BxPxV, nsp_logits_Bx2 = _hf_module(model, options).apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["token_type_ids"],
+            batch["masked_lm_positions"],
+            dropout_rng is None,
+            "mlm" in objectives,
+            "nsp" in objectives,
+            rngs={} if dropout_rng is None else {"dropout": dropout_rng},
+            method=_gathered_heads,
+        )
     as_f32 = lambda x: None if x is None else x.astype(jnp.float32)  # noqa: E731
     return as_f32(mlm_logits_BxPxV), as_f32(nsp_logits_Bx2)

@@ -42,6 +42,7 @@ class RunLog:
                 sink.log(record["step"], values, now)
 
     def close(self, failed: bool = False) -> None:
+        self.jsonl.close()
         for sink in self.sinks:
             sink.close(failed)
         self.sinks = []

@@ -10,7 +10,7 @@ import json
 import math
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bert_flax.disk import write_file
 from bert_flax.run.layout import RunDir
@@ -38,7 +38,8 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
 
 
 class MetricsLog:
-    """Appends one JSON object per event to metrics.jsonl; on resume, drops events after the checkpoint.
+    """Appends one JSON object per event to metrics.jsonl, kept open and flushed per event; on resume,
+    drops events after the checkpoint (the file is rewritten atomically first).
 
     `kept` holds the events kept on resume, for the logs that mirror metrics.jsonl (TensorBoard, W&B).
     """
@@ -48,6 +49,7 @@ class MetricsLog:
         self.enabled = enabled
         self.elapsed_before = 0.0  # elapsed_seconds of the last kept event: a resumed run's clock continues
         self.kept: list[dict[str, Any]] = []
+        self._file: TextIO | None = None
         if not enabled:
             return
         lines = []
@@ -57,11 +59,17 @@ class MetricsLog:
                 self.kept.append(record)
                 self.elapsed_before = float(record.get("elapsed_seconds", self.elapsed_before))
         write_file(self.path, "".join(line + "\n" for line in lines))
+        self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({key: _json_value(value) for key, value in record.items()}) + "\n")
+        if self._file is not None:
+            self._file.write(json.dumps({key: _json_value(value) for key, value in record.items()}) + "\n")
+            self._file.flush()  # a crash loses no event, readers see whole lines
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _metrics_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -15,7 +15,8 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """`update` every step; on a terminal it redraws one line, elsewhere it prints every `every` steps."""
+    """`update` at every metrics read; on a terminal it redraws one line, elsewhere it prints a line once
+    `every` steps have passed since the last one."""
 
     def __init__(self, total_steps: int, start_step: int, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.total, self.start = total_steps, start_step
@@ -23,6 +24,7 @@ class Progress:
         self.enabled = enabled
         self.tty = self.stream.isatty()
         self.every = max(1, total_steps // 20)
+        self.last_printed = start_step
         self.t0 = time.perf_counter()
 
     def _eta(self, step: int) -> str:
@@ -40,7 +42,8 @@ class Progress:
         if self.tty:
             self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K")
             self.stream.flush()
-        elif step % self.every == 0 or step == self.total:
+        elif step - self.last_printed >= self.every or step == self.total:
+            self.last_printed = step
             print(text, file=self.stream, flush=True)
 
     def message(self, text: str) -> None:
