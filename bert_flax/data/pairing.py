@@ -63,10 +63,6 @@ class Units:
         documents_B = np.searchsorted(self.unit_starts, units_B, side="right") - 1
         return documents_B, units_B - self.unit_starts[documents_B]
 
-    def documents(self) -> np.ndarray:
-        """int64: the documents that hold units."""
-        return np.flatnonzero(np.diff(self.unit_starts) > 0)
-
 
 def _units(counts_D: np.ndarray, in_split_D: np.ndarray) -> Units:
     counts_D = np.where(in_split_D, counts_D, 0)
