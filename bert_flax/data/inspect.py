@@ -33,7 +33,7 @@ def example_records(
         return []
     records: list[dict[str, Any]] = []
     if split == "eval":
-        for index in range(-(-stream.num_eval_rows(max_eval_batches) // stream.batch_size)):
+        for index in range(stream.num_eval_batches(max_eval_batches)):
             batch, instances = stream.eval_batch(index, max_eval_batches)
             records.extend(_rows(data, batch, instances, num - len(records)))
             if len(records) >= num:

@@ -201,6 +201,10 @@ class PretrainingStream:
         count = self.units.count
         return count if max_batches == 0 else min(count, max_batches * self.batch_size)
 
+    def num_eval_batches(self, max_batches: int) -> int:
+        """Batches per eval: the held-out examples of `num_eval_rows`, the last batch padded."""
+        return -(-self.num_eval_rows(max_batches) // self.batch_size)
+
     def eval_batch(
         self, index: int, max_batches: int, process_index: int = 0, process_count: int = 1
     ) -> tuple[Batch, Instances]:
@@ -215,5 +219,5 @@ class PretrainingStream:
 
     def eval_batches(self, max_batches: int, process_index: int = 0, process_count: int = 1) -> list[Batch]:
         """Every eval batch (this process' rows), built once and reused at every eval."""
-        num_batches = -(-self.num_eval_rows(max_batches) // self.batch_size)
-        return [self.eval_batch(i, max_batches, process_index, process_count)[0] for i in range(num_batches)]
+        indices = range(self.num_eval_batches(max_batches))
+        return [self.eval_batch(i, max_batches, process_index, process_count)[0] for i in indices]

@@ -63,10 +63,10 @@ _worker_tokenizer: Tokenizer | None = None
 _worker_dtype: np.dtype | None = None
 
 
-def _start_worker(tokenizer_json: str, dtype: str) -> None:
+def _start_worker(plain_tokenizer_json: str, dtype: str) -> None:
     global _worker_tokenizer, _worker_dtype
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker
-    _worker_tokenizer, _worker_dtype = plain_tokenizer(Tokenizer.from_str(tokenizer_json)), np.dtype(dtype)
+    _worker_tokenizer, _worker_dtype = Tokenizer.from_str(plain_tokenizer_json), np.dtype(dtype)
 
 
 def _encode_in_worker(documents: list[str]) -> TokenizedCorpus:
@@ -86,10 +86,16 @@ class _Progress:
         self.t0 = self.last = time.perf_counter()
         self.printed = False
 
-    def add(self, num_bytes: int, chunk: TokenizedCorpus, final: bool = False) -> None:
+    def add(self, num_bytes: int, chunk: TokenizedCorpus) -> None:
         self.bytes += num_bytes
         self.documents += chunk.num_documents
         self.tokens += int(chunk.sentence_starts[-1])
+        self._show(final=False)
+
+    def finish(self) -> None:
+        self._show(final=True)
+
+    def _show(self, final: bool) -> None:
         now = time.perf_counter()
         # A prepare done within the first interval prints nothing (the caller reports the result).
         if self.enabled and (now - self.last >= self.every_s or (final and self.printed)):
@@ -113,13 +119,13 @@ def _encoded_chunks(
     chunks: Iterator[TextChunk], tokenizer: Tokenizer, dtype: np.dtype, workers: int
 ) -> Iterator[tuple[int, TokenizedCorpus]]:
     """(input bytes, tokenized chunk) in input order; at most 2 × workers chunks in flight."""
+    plain = plain_tokenizer(tokenizer)
     if workers <= 1:
-        plain = plain_tokenizer(tokenizer)
         for chunk in chunks:
             yield chunk.num_bytes, encode_documents(chunk.documents, plain, dtype)
         return
     context = multiprocessing.get_context("spawn")
-    init_args = (tokenizer.to_str(), dtype.str)
+    init_args = (plain.to_str(), dtype.str)
     with concurrent.futures.ProcessPoolExecutor(workers, context, _start_worker, init_args) as pool:
         pending: collections.deque = collections.deque()
         for chunk in chunks:
@@ -180,8 +186,8 @@ class _PreparedMeanwhile(Exception):
 
 
 def _build(
-    location: Path, data: DataConfig, tokenizer: Tokenizer, identity: list[dict[str, Any]], name: str, progress: bool,
-    rebuild: bool = False,
+    location: Path, data: DataConfig, tokenizer: Tokenizer, identity: list[dict[str, Any]], name: str, fingerprint: str,
+    progress: bool, rebuild: bool = False,
 ) -> None:
     """Prepare the corpus into a temporary sibling of `location`, then rename it into place."""
     dtype = token_dtype(tokenizer.get_vocab_size(with_added_tokens=True))
@@ -193,16 +199,15 @@ def _build(
     def fill(directory: Path) -> None:
         writer = PreparedWriter(directory, dtype, _SHARD_TOKENS)
         report = _Progress(size, progress)
-        empty = TokenizedCorpus(np.zeros(0, dtype), np.zeros(1, np.int64), np.zeros(1, np.int64))
         for num_bytes, chunk in _encoded_chunks(read_chunks(data, data.prepare_chunk_bytes), tokenizer, dtype, workers):
             writer.add(chunk)
             report.add(num_bytes, chunk)
-        report.add(0, empty, final=True)
+        report.finish()
         if writer.num_documents == 0:
             raise UserError(f"corpus {describe(data)} holds no documents; pass a source with text")
         manifest = {
             "format": FORMAT, "version": FORMAT_VERSION, "sources": identity, "documents": data.documents,
-            "tokenizer": name, "tokenizer_sha256": tokenizer_fingerprint(plain_tokenizer(tokenizer)), "token_dtype": dtype.name,
+            "tokenizer": name, "tokenizer_sha256": fingerprint, "token_dtype": dtype.name,
             **writer.finish(),
         }
         if not rebuild and (location / MANIFEST).is_file():  # rebuild: the old one is what is being replaced
@@ -230,13 +235,13 @@ def ensure_prepared(data: DataConfig, tokenizer: Tokenizer, tokenizer_name: str,
     """The prepared dataset of `data` tokenized by `tokenizer`: opened if it is there and matches,
     else built first (`rebuild`: built again in any case)."""
     identity = source_identity(data)
-    fingerprint = tokenizer_fingerprint(plain_tokenizer(tokenizer))
+    fingerprint = tokenizer_fingerprint(tokenizer)
     location = _location(data, identity, fingerprint)
     built = False
     if rebuild or not (location / MANIFEST).is_file():
         check_writable_dir(location.parent, "data.prepared_dir's parent", "point data.prepared_dir (or $BERT_FLAX_CACHE) at a writable directory")
         _clear_leftovers(location)
-        _build(location, data, tokenizer, identity, tokenizer_name, progress, rebuild)
+        _build(location, data, tokenizer, identity, tokenizer_name, fingerprint, progress, rebuild)
         built = True
     _check_matches(location, read_manifest(location), identity, fingerprint, data, tokenizer_name)
     tokenized, manifest = open_prepared(location)

@@ -19,7 +19,7 @@ from bert_flax.config import DataConfig
 from bert_flax.data.corpus import resolve_paths, source_files, split_documents
 from bert_flax.errors import UserError
 
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"  # a leading UTF-8 byte-order mark: not text
 _BLANK_LINE_BYTES = re.compile(rb"\n[ \t\r\f\v]*\n")
 _DATASET_BATCH_ROWS = 256
 
@@ -105,8 +105,8 @@ def read_file_chunks(path: Path, mode: str, chunk_bytes: int) -> Iterator[TextCh
         buffer, offset = f.read(chunk_bytes), 0
         if b"\x00" in buffer[:65536]:
             raise UserError(f"corpus file {path} looks binary (it contains NUL bytes); pass a UTF-8 text file")
-        if buffer.startswith(_BOM):  # a leading byte-order mark is not text
-            buffer, offset = buffer[len(_BOM):], len(_BOM)
+        if buffer.startswith(BOM):  # a leading byte-order mark is not text
+            buffer, offset = buffer[len(BOM):], len(BOM)
         at_end = False
         while True:
             if not at_end:

@@ -17,7 +17,7 @@ import numpy as np
 from bert_flax.config import DataConfig
 from bert_flax.data.corpus import split_documents
 from bert_flax.data.reader import (
-    _BOM,
+    BOM,
     decode_utf8,
     first_document_end,
     last_document_end,
@@ -45,8 +45,8 @@ def _window_documents(path: Path, offset: int, size: int, mode: str) -> list[str
     if offset > 0:  # start after the first boundary: the window may begin inside a document
         skip = first_document_end(raw, mode)
         raw, offset = raw[skip:], offset + skip
-    elif raw.startswith(_BOM):  # a leading byte-order mark is not text (as in read_file_chunks)
-        raw, offset = raw[len(_BOM):], len(_BOM)
+    elif raw.startswith(BOM):  # a leading byte-order mark is not text (as in read_file_chunks)
+        raw, offset = raw[len(BOM):], len(BOM)
     end = len(raw) if at_end else last_document_end(raw, mode)
     return split_documents(decode_utf8(raw[:end], path, offset), mode)
 
