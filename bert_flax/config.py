@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import math
 import typing
 from pathlib import Path
@@ -17,9 +16,7 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 
 import yaml
 
-from bert_flax.errors import UserError
-
-log = logging.getLogger(__name__)
+from bert_flax.errors import UserError, first_line
 
 # Google's BERT miniatures and the two published sizes. Heads: hidden / 64, FFN: 4 × hidden.
 MODEL_PRESETS: dict[str, dict[str, int]] = {
@@ -138,7 +135,7 @@ class DataConfig(_Section):
     eval_fraction: float = 0.05
     # Sequence length of every example, [CLS] and [SEP]s included.
     max_seq_len: int = 128
-    # NSP pairs: Google's multi-sentence segments, or the seed's single sentences.
+    # NSP pairs: Google's multi-sentence segments, or single sentences (as the original notebook paired them).
     pairing: Literal["segments", "sentences"] = "segments"
     # Probability of a shorter target length for a segment pair (Google's short_seq_prob).
     short_seq_prob: float = 0.1
@@ -453,16 +450,8 @@ class Config:
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)
 
 
-# Keys that moved to another section. Their old spelling (in YAML files, overrides, and the config.yaml
-# of runs made before the move) still works, with a warning naming the new key.
-MOVED_KEYS = {
-    f"data.{key}": f"finetune.{key}"
-    for key in ("train_path", "eval_path", "dataset_eval_split", "text_pair_column", "label_column")
-}
-
-
 def _sections(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """`raw` as {section: {key: value}} with MOVED_KEYS under their new names."""
+    """`raw` as {section: {key: value}}; an unknown section is an error naming the valid ones."""
     sections: dict[str, dict[str, Any]] = {}
     for name, values in raw.items():
         if name not in SECTIONS:
@@ -471,18 +460,6 @@ def _sections(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if not isinstance(values, Mapping):
             raise UserError(f"config: section {name!r} must be a mapping of keys, got {values!r}")
         sections[name] = dict(values)
-    for old, new in MOVED_KEYS.items():
-        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
-        if old_key not in sections.get(old_section, {}):
-            continue
-        value = sections[old_section].pop(old_key)
-        target = sections.setdefault(new_section, {})
-        if new_key in target and target[new_key] != value:
-            raise UserError(
-                f"config: {old}={value!r} and {new}={target[new_key]!r} disagree; {old} is now {new}, keep that one"
-            )
-        target[new_key] = value
-        log.warning("config: %s is now %s; rename it in your config", old, new)
     return sections
 
 
@@ -524,7 +501,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as err:
-            reason = str(err).splitlines()[0]
+            reason = first_line(err)
             raise UserError(f"config file {path} is not valid YAML ({reason}); fix it or pass another --config") from None
         if not isinstance(raw, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")

@@ -9,3 +9,10 @@ class UserError(Exception):
 
     The message must say what is wrong and what to do about it.
     """
+
+
+def first_line(err: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (its type's name when it has none), cut to `limit`
+    characters: what a one-line error quotes of a library's multi-line message."""
+    lines = str(err).splitlines()
+    return (lines[0] if lines and lines[0] else type(err).__name__)[:limit]

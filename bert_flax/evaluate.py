@@ -1,7 +1,7 @@
 """`bert-flax eval`: a pre-trained model's MLM and NSP on the held-out documents, measured as the trainer does.
 
 The data, the DataParallel eval step and the metrics are the trainer's (`build_pretraining_data`,
-`make_data_parallel`, `pretrain.heldout_metrics`), so evaluating a run's checkpoint reproduces the eval event
+`make_data_parallel`, `summed_eval` + `normalize`), so evaluating a run's checkpoint reproduces the eval event
 that `pretrain` logged for that step. The corpus is tokenized with the model's own tokenizer.
 Nothing is written but the data cache (`data.cache_dir`) that pre-training shares.
 """
@@ -19,14 +19,14 @@ from transformers import BertTokenizerFast, FlaxBertForPreTraining
 from bert_flax.config import Config, load_config
 from bert_flax.data.dataset import build_pretraining_data
 from bert_flax.data.tokenizer import load_tokenizer
-from bert_flax.engine.parallel import initialize_distributed, make_data_parallel
+from bert_flax.engine.loop import summed_eval
+from bert_flax.engine.parallel import check_eval_batch_size, initialize_distributed, make_data_parallel
 from bert_flax.engine.step import init_train_state
 from bert_flax.errors import UserError
 from bert_flax.interop.sources import LoadedModel, load_model_source
 from bert_flax.model.architectures import ARCHITECTURES, PRETRAINING, architecture_of, check_heads
-from bert_flax.model.losses import pretraining_task
+from bert_flax.model.losses import normalize, pretraining_task
 from bert_flax.model.pretraining import check_max_seq_len, compute_dtype, initialized_groups
-from bert_flax.pretrain import heldout_metrics
 from bert_flax.run.layout import RunDir
 
 # The parameter groups each objective reads (NSP classifies the pooled [CLS]).
@@ -110,11 +110,7 @@ def evaluate_model(source: str, config_path: str | None = None, overrides: Seque
     check_max_seq_len(config.data.max_seq_len, loaded.config, loaded.description)
     if config.parallel.distributed:
         initialize_distributed(config.parallel)
-    if config.eval.batch_size % jax.device_count():
-        raise UserError(
-            f"eval.batch_size={config.eval.batch_size} is not divisible by {jax.device_count()} devices; "
-            f"use a multiple of {jax.device_count()}"
-        )
+    check_eval_batch_size(config.eval.batch_size, jax.device_count())
 
     # The data the trainer builds from this config, tokenized with the model's tokenizer.
     model_tokenizer = dataclasses.replace(config.tokenizer, name=loaded.tokenizer, train=False)
@@ -128,5 +124,5 @@ def evaluate_model(source: str, config_path: str | None = None, overrides: Seque
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)
     state = parallel.place_state(init_train_state(params, optax.identity(), config.train.seed))
     eval_batches = data.eval.eval_batches(config.eval.max_batches, jax.process_index(), jax.process_count())
-    metrics = heldout_metrics(parallel, state, eval_batches, config.train.objectives)
+    metrics = normalize(summed_eval(parallel, state, eval_batches), config.train.objectives)
     return EvalResult(loaded.description, loaded.step, metrics)

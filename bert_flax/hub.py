@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 from urllib.parse import urlparse
 
-from bert_flax.errors import UserError
+from bert_flax.errors import UserError, first_line
 
 T = TypeVar("T")
 
@@ -37,7 +37,7 @@ def load_local_or_hub(name: str, load: Callable[..., T], what: str, fix: str) ->
         try:
             return load(str(Path(name).expanduser()))
         except (OSError, ValueError, TypeError) as err:  # TypeError: a directory without vocab files
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = first_line(err)
             raise UserError(f"cannot load {what} from directory {name} ({reason}); {fix}") from None
     try:
         return load(name, local_files_only=True)
@@ -48,5 +48,5 @@ def load_local_or_hub(name: str, load: Callable[..., T], what: str, fix: str) ->
     try:
         return load(name)
     except (OSError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise UserError(f"cannot load {what} {name!r} ({reason}); {fix}") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The batch contract (../shared/CONTRACTS.md), written out independently of the library.
+# The batch contract (README, "The batch"), written out independently of the library.
 BATCH_KEYS = frozenset(
     {
         "input_ids",

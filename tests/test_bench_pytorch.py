@@ -55,7 +55,7 @@ def test_flops_per_token_base_by_hand() -> None:
     dense = 6 * 85_054_464  # 510,326,784
     attention = 12 * 12 * 128 * 768  # 14,155,776
     mlm_head = 6 * (768 * 768 + 768 * 30522) * 20 / 128  # 6 × 24,030,720 × 20 / 128 = 22,528,800
-    assert dense + attention + mlm_head == 547_011_360  # "547.0 M" in shared/BASELINES.md and bert_flax.model.flops
+    assert dense + attention + mlm_head == 547_011_360  # "547.0 M" in bert_flax.model.flops
     assert bench.flops_per_token(12, 768, 128, 30522, predictions) == 547_011_360
 
 

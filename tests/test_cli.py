@@ -16,7 +16,7 @@ from transformers import BertTokenizerFast
 from bert_flax.cli import main
 from bert_flax.config import DataConfig
 from bert_flax.data.reader import read_chunks
-from bert_flax.data.tokenized import tokenize_documents
+from bert_flax.data.token_corpus import tokenize_documents
 from bert_flax.errors import EXIT_BAD_INPUT, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

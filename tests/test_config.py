@@ -316,17 +316,10 @@ def test_building_a_config_reads_no_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("key", ["train_path", "eval_path", "dataset_eval_split", "text_pair_column", "label_column"])
-def test_fine_tuning_data_keys_moved_to_finetune(key: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    assert not hasattr(DataConfig(), key)
-    with caplog.at_level("WARNING"):
-        config = load_config(None, [f"data.{key}=x"])
-    assert getattr(config.finetune, key) == "x"
-    assert f"data.{key} is now finetune.{key}" in caplog.text
-    old_yaml = tmp_path / "old.yaml"  # a config.yaml written before the move still loads (resume)
-    old_yaml.write_text(f"data:\n  {key}: x\nfinetune:\n  {key}: x\n", encoding="utf-8")
-    assert getattr(load_config(old_yaml).finetune, key) == "x"
-    message = _error([f"data.{key}=x", f"finetune.{key}=y"])
-    assert f"data.{key}" in message and f"finetune.{key}" in message and "disagree" in message
+def test_fine_tuning_data_keys_live_in_finetune_only(key: str) -> None:
+    assert getattr(load_config(None, [f"finetune.{key}=x"]).finetune, key) == "x"
+    message = _error([f"data.{key}=x"])
+    assert f"unknown key 'data.{key}'" in message and "valid keys of data" in message
 
 
 def test_max_predictions_beyond_sequence() -> None:

@@ -16,15 +16,8 @@ import pytest
 
 from bert_flax.config import DataConfig
 from bert_flax.data import corpus as corpus_module
-from bert_flax.data.corpus import (
-    PROJECT_DATA_DIR,
-    cache_root,
-    download,
-    load_manifest,
-    resolve_paths,
-    source_files,
-    split_documents,
-)
+from bert_flax.data.corpus import PROJECT_DATA_DIR, cache_root, download, load_manifest, resolve_paths, source_files
+from bert_flax.data.documents import split_documents
 from bert_flax.data.reader import read_chunks, read_file_chunks, source_identity, total_bytes
 from bert_flax.errors import UserError
 

@@ -195,7 +195,7 @@ def test_model_init_accepts_a_run_and_a_pytorch_export(
     """Continued pre-training can start from one of our runs or from its PyTorch export, all heads included."""
     from conftest import smoke_config
 
-    from bert_flax.model.pretraining import build_model
+    from bert_flax.interop.model_init import build_model
 
     export(str(run_dir), tmp_path / "pt")
     final = load_model_source(str(run_dir / "final")).params

@@ -17,10 +17,10 @@ from test_finetune import tiny
 
 from bert_flax.cli import main
 from bert_flax.config import load_config
+from bert_flax.finetune.predict import classify
 from bert_flax.finetune.run import finetune
 from bert_flax.interop.export import export
 from bert_flax.interop.predict import Predictor
-from bert_flax.interop.predict_heads import classify
 from bert_flax.interop.sources import load_model_source
 from bert_flax.interop.verify import VerificationFailed, verify_export
 
@@ -172,7 +172,7 @@ def test_bad_input(runs, smoke_run: Path, capsys, args: list[str], fragment: str
 
 def test_pretraining_can_start_from_a_fine_tuned_model(runs, minilm_dir: str) -> None:
     """model.init=a fine-tuned model keeps its encoder; the pre-training heads (and QA's missing pooler) start fresh."""
-    from bert_flax.model.pretraining import build_model
+    from bert_flax.interop.model_init import build_model
 
     for source, fresh in ((runs["classify"] / "best", 2), (runs["qa"], 3)):
         overrides = [f"model.init={source}", f"tokenizer.name={minilm_dir}", "tokenizer.train=false"]

@@ -1,26 +1,44 @@
-"""The package's layering, read from the source: who may import whom (imports inside functions count).
+"""The package's layering, read from the source: who may import whom, directly or through other modules
+(imports inside functions count).
 
-    config, errors, disk   pure: no JAX, nothing of the project above them
-    data/                  NumPy pipeline: never the model, the engine, the run directory or JAX
-    model/                 FlaxBertForPreTraining; of the engine, only the Task type (engine/step.py)
-    engine/                steps, sharding, checkpoints, loop: generic over a Task, never the model
-    run/                   the run directory and its logs: no JAX (`bert-flax report` needs none)
-    cli/                   imported by nothing else
+Layers, bottom up; a module may reach (transitively) only its own layer and those below it:
+
+    config, errors, disk, hub, formats   pure utilities: no JAX, nothing of the project but errors
+    data/                                NumPy pipeline: never JAX
+    run/                                 the run directory and its logs: no JAX (`bert-flax report` needs none)
+    engine/                              steps, sharding, checkpoints, loop: generic over a Task
+    model/                               FlaxBertForPreTraining and the fast impl; of the engine, the Task type
+    interop/                             model sources, export, inference with the pre-training heads
+    finetune/                            task heads, their data, loop and inference
+    pretrain, evaluate, bench/           orchestration: none imports another
+    cli/                                 imported by nothing else
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
+import subprocess
 import sys
-import warnings
 from pathlib import Path
 
-import pytest
 from conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "bert_flax"
 JAX_STACK = ("jax", "jaxlib", "flax", "optax", "orbax")
+LAYERS = (
+    ("bert_flax", "bert_flax.config", "bert_flax.errors", "bert_flax.disk", "bert_flax.hub", "bert_flax.formats"),
+    ("bert_flax.data",),
+    ("bert_flax.run",),
+    ("bert_flax.engine",),
+    ("bert_flax.model",),
+    ("bert_flax.interop",),
+    ("bert_flax.finetune",),
+    ("bert_flax.pretrain", "bert_flax.evaluate", "bert_flax.bench"),
+    ("bert_flax.cli",),
+)
+ORCHESTRATORS = LAYERS[-2]
+
+Graph = dict[str, set[str]]  # module → the modules it names in its imports (project and third-party)
 
 
 def _module_name(path: Path) -> str:
@@ -40,118 +58,120 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-MODULES = {_module_name(path): _imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
+GRAPH: Graph = {_module_name(path): _imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def _within(name: str, *prefixes: str) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
 
 
-def _project_imports(module: str) -> set[str]:
-    return {name for name in MODULES[module] if name in MODULES}
+def _group(module: str, groups: tuple[tuple[str, ...], ...]) -> int:
+    """The index of the group (layer) holding `module`: the one with the longest matching prefix."""
+    matches = [(len(prefix), index) for index, group in enumerate(groups) for prefix in group if _within(module, prefix)]
+    return max(matches)[1]
 
 
-def _reachable(module: str) -> set[str]:
-    """The project modules `module` imports, directly or through others."""
-    seen, todo = set(), [module]
+def _reachable(graph: Graph, module: str) -> dict[str, str]:
+    """Every project module `module` imports directly or through others → the chain that gets there."""
+    chains: dict[str, str] = {}
+    todo = [(module, module)]
     while todo:
-        for name in _project_imports(todo.pop()) - seen:
-            seen.add(name)
-            todo.append(name)
-    return seen
+        current, chain = todo.pop()
+        for name in sorted(graph[current]):
+            if name in graph and name not in chains and name != module:
+                chains[name] = f"{chain} → {name}"
+                todo.append((name, chains[name]))
+    return chains
 
 
-def _violations(modules: list[str], forbidden: tuple[str, ...], transitive: bool = False) -> dict[str, list[str]]:
-    found = {}
+def _orchestrator(module: str) -> str | None:
+    return next((prefix for prefix in ORCHESTRATORS if _within(module, prefix)), None)
+
+
+def upward_imports(graph: Graph) -> list[str]:
+    """The import chains that reach a module of a higher layer, or from one orchestrator into another."""
+    found = []
+    for module in graph:
+        for target, chain in _reachable(graph, module).items():
+            if _group(target, LAYERS) > _group(module, LAYERS):
+                found.append(chain)
+            elif _orchestrator(module) and _orchestrator(target) not in (None, _orchestrator(module)):
+                found.append(chain)
+    return sorted(found)
+
+
+def third_party_reach(graph: Graph, modules: list[str], forbidden: tuple[str, ...]) -> list[str]:
+    """Chains from `modules` to a forbidden third-party package, directly or through project modules."""
+    found = []
     for module in modules:
-        names = set(MODULES[module])
-        if transitive:
-            for other in _reachable(module):
-                names |= {f"{name} (via {other})" for name in MODULES[other]}
-        bad = sorted(name for name in names if _within(name.split(" ")[0], *forbidden))
-        if bad:
-            found[module] = bad
-    return found
+        for via, chain in {module: module, **_reachable(graph, module)}.items():
+            found += [f"{chain} → {name}" for name in sorted(graph[via]) if _within(name, *forbidden)]
+    return sorted(set(found))
 
 
 def _in(*packages: str) -> list[str]:
-    return [module for module in MODULES if _within(module, *packages)]
+    return [module for module in GRAPH if _within(module, *packages)]
 
 
-def test_the_layout_reads_like_the_architecture() -> None:
-    top = sorted(p.name for p in PACKAGE.iterdir() if not p.name.startswith(("_", ".")) and p.name != "__pycache__")
-    assert [name for name in top if (PACKAGE / name).is_dir()] == [
-        "cli", "data", "engine", "finetune", "interop", "model", "run"
-    ]
-    assert len(top) <= 15, f"bert_flax/ is growing flat again: {top}"
+def test_every_module_belongs_to_a_layer() -> None:
+    unplaced = [m for m in GRAPH if not any(_within(m, p) for group in LAYERS for p in group)]
+    assert unplaced == []
+    top = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    assert top == ["bench", "cli", "data", "engine", "finetune", "interop", "model", "run"]
 
 
-def test_config_and_the_pure_modules_import_no_jax_and_nothing_above_them() -> None:
-    pure = ["bert_flax.config", "bert_flax.errors", "bert_flax.disk"]
-    assert _violations(pure, JAX_STACK, transitive=True) == {}
-    for module in pure:
-        assert _reachable(module) <= {"bert_flax.errors"}, module
+def test_imports_only_point_down() -> None:
+    assert upward_imports(GRAPH) == []
 
 
-def test_data_never_imports_the_model_the_engine_the_run_dir_or_jax() -> None:
-    forbidden = ("bert_flax.model", "bert_flax.engine", "bert_flax.run", "bert_flax.finetune", *JAX_STACK)
-    assert _violations(_in("bert_flax.data"), forbidden, transitive=True) == {}
+def test_the_pure_modules_import_no_jax_and_only_errors() -> None:
+    pure = [m for m in GRAPH if _group(m, LAYERS) == 0]
+    assert third_party_reach(GRAPH, pure, JAX_STACK) == []
+    assert {target for m in pure for target in _reachable(GRAPH, m)} <= {"bert_flax.errors"}
 
 
-def test_the_engine_is_generic_over_tasks() -> None:
-    forbidden = ("bert_flax.model", "bert_flax.interop", "bert_flax.finetune", "bert_flax.pretrain")
-    assert _violations(_in("bert_flax.engine"), forbidden, transitive=True) == {}
+def test_data_and_run_need_no_jax() -> None:
+    assert third_party_reach(GRAPH, _in("bert_flax.data", "bert_flax.run"), JAX_STACK) == []
 
 
 def test_the_model_uses_only_the_task_type_of_the_engine() -> None:
-    imported = {name for module in _in("bert_flax.model") for name in _project_imports(module)}
-    engine = {name for name in imported if _within(name, "bert_flax.engine")}
-    assert engine <= {"bert_flax.engine.step", "bert_flax.engine.step.Task"}
+    imported = {name for module in _in("bert_flax.model") for name in GRAPH[module]}
+    assert {name for name in imported if _within(name, "bert_flax.engine")} <= {
+        "bert_flax.engine.step",
+        "bert_flax.engine.step.Task",
+    }
 
 
-def test_the_run_directory_needs_no_jax() -> None:
-    forbidden = (*JAX_STACK, "bert_flax.engine", "bert_flax.model")
-    assert _violations(_in("bert_flax.run"), forbidden, transitive=True) == {}
+def test_the_cli_parser_imports_no_jax() -> None:
+    """`bert-flax --help` and every verb's parser build without importing JAX (verbs import it when run)."""
+    code = "import sys; from bert_flax.cli import build_parser; build_parser(); print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'transformers')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert out.stdout.strip() == "[]"
 
 
-def test_nothing_imports_the_cli() -> None:
-    outside = [module for module in MODULES if not _within(module, "bert_flax.cli")]
-    assert _violations(outside, ("bert_flax.cli",)) == {}
-
-
-def test_the_rules_can_fail() -> None:
-    """The checks above see imports inside functions and through other modules."""
-    assert "bert_flax.data.bench" in _in("bert_flax.data")
-    assert "jax" in {n.split(" ")[0] for n in sum(_violations(["bert_flax.pretrain"], ("jax",), True).values(), [])}
-    assert _violations(["bert_flax.cli.train_verbs"], ("bert_flax.pretrain",)) != {}  # a lazy import
-
-
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("bert_flax.train_step", "bert_flax.engine.step"),
-        ("bert_flax.train", "bert_flax.pretrain"),
-        ("bert_flax.sources", "bert_flax.interop.sources"),
-        ("bert_flax.throughput", "bert_flax.bench"),
-    ],
-)
-def test_old_import_paths_still_work(old: str, new: str) -> None:
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=new):
-        moved = importlib.import_module(old)
-    assert moved is importlib.import_module(new)
-
-
-def test_old_paths_of_split_and_replaced_modules() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from bert_flax.interop import to_torch_state
-        from bert_flax.model import build_model
-        from bert_flax.run_dir import check_run_dir, read_metrics
-    from bert_flax.interop.torch_state import to_torch_state as torch_state
-    from bert_flax.model.pretraining import build_model as pretraining_build
-    from bert_flax.run.layout import check_run_dir as layout_check
-    from bert_flax.run.metrics import read_metrics as metrics_reader
-
-    assert (build_model, to_torch_state, read_metrics) == (pretraining_build, torch_state, metrics_reader)
-    assert check_run_dir is layout_check
+def test_the_rules_fail_on_the_chains_they_forbid() -> None:
+    """Each chain a past layout had, in a small graph: the checks above name it."""
+    graph: Graph = {
+        "bert_flax.model.pretraining": {"bert_flax.interop.sources"},
+        "bert_flax.interop.sources": {"bert_flax.engine.checkpoint"},
+        "bert_flax.engine.checkpoint": {"bert_flax.data.pipeline"},
+        "bert_flax.data.pipeline": {"numpy"},
+        "bert_flax.interop.predict_heads": {"bert_flax.finetune.squad"},
+        "bert_flax.finetune.squad": set(),
+        "bert_flax.evaluate": {"bert_flax.pretrain"},
+        "bert_flax.pretrain": {"bert_flax.run.layout"},
+        "bert_flax.run.layout": {"bert_flax.engine.loop"},
+        "bert_flax.engine.loop": {"jax"},
+        "bert_flax.bench.run": {"bert_flax.bench.timing"},
+        "bert_flax.bench.timing": set(),
+    }
+    found = upward_imports(graph)
+    assert "bert_flax.model.pretraining → bert_flax.interop.sources" in found  # model → interop
+    assert "bert_flax.interop.predict_heads → bert_flax.finetune.squad" in found  # interop → finetune
+    assert "bert_flax.evaluate → bert_flax.pretrain" in found  # orchestrator → orchestrator
+    assert "bert_flax.run.layout → bert_flax.engine.loop" in found
+    assert not [chain for chain in found if chain.startswith("bert_flax.bench.run")]  # inside one orchestrator
+    assert not [chain for chain in found if chain.startswith("bert_flax.interop.sources →")]  # engine, data: down
+    reach = third_party_reach(graph, ["bert_flax.pretrain"], JAX_STACK)
+    assert reach == ["bert_flax.pretrain → bert_flax.run.layout → bert_flax.engine.loop → jax"]  # transitive
+    assert "bert_flax.cli.train_verbs" in GRAPH and "bert_flax.pretrain" in GRAPH["bert_flax.cli.train_verbs"]

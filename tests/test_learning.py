@@ -43,12 +43,12 @@ def _starting_eval(config: Config) -> tuple[dict[str, float], tuple[str, ...]]:
     """Eval metrics of the initial state that `pretrain(config)` would start from (same seed, same
     eval batches), and the head groups that start from random init."""
     from bert_flax.data.dataset import build_pretraining_data
+    from bert_flax.engine.loop import summed_eval
     from bert_flax.engine.optim import learning_rate_schedule, make_optimizer
     from bert_flax.engine.parallel import make_data_parallel
     from bert_flax.engine.step import init_train_state
-    from bert_flax.model.losses import pretraining_task
-    from bert_flax.model.pretraining import build_model
-    from bert_flax.pretrain import heldout_metrics
+    from bert_flax.interop.model_init import build_model
+    from bert_flax.model.losses import normalize, pretraining_task
 
     data = build_pretraining_data(config)
     pretrained = build_model(config, data.ids.vocab_size)
@@ -56,7 +56,7 @@ def _starting_eval(config: Config) -> tuple[dict[str, float], tuple[str, ...]]:
     schedule = learning_rate_schedule(config.optim, config.train.steps)
     parallel = make_data_parallel(pretraining_task(pretrained.model, config.train.objectives), tx, schedule, config)
     state = parallel.place_state(init_train_state(pretrained.params, tx, config.train.seed))
-    metrics = heldout_metrics(parallel, state, data.eval.eval_batches(config.eval.max_batches), config.train.objectives)
+    metrics = normalize(summed_eval(parallel, state, data.eval.eval_batches(config.eval.max_batches)), config.train.objectives)
     return metrics, pretrained.initialized_heads
 
 

@@ -17,7 +17,8 @@ from transformers import BertConfig, FlaxBertForPreTraining
 from bert_flax.config import Config, DataConfig, ModelConfig, TrainConfig
 from bert_flax.errors import UserError
 from bert_flax.hub import hub_reachable
-from bert_flax.model.pretraining import PretrainingModel, build_model, preset_config, pretraining_logits
+from bert_flax.interop.model_init import build_model
+from bert_flax.model.pretraining import PretrainingModel, preset_config, pretraining_logits
 
 VOCAB = 1000
 B, L, P = 3, 16, 5
@@ -135,21 +136,21 @@ def test_own_checkpoint_loads_with_all_heads(
     checkpoint: tuple[Path, PretrainingModel], caplog: pytest.LogCaptureFixture
 ) -> None:
     path, saved = checkpoint
-    with caplog.at_level(logging.WARNING, logger="bert_flax.model.pretraining"):
+    with caplog.at_level(logging.WARNING, logger="bert_flax.interop.model_init"):
         loaded = build_model(tiny_config(init=str(path)), VOCAB)
     assert loaded.initialized_heads == ()
-    assert not [r for r in caplog.records if r.name == "bert_flax.model.pretraining"]
+    assert not [r for r in caplog.records if r.name == "bert_flax.interop.model_init"]
     jax.tree.map(np.testing.assert_array_equal, loaded.params, saved.params)
 
 
 def test_minilm_loads_encoder_and_initializes_missing_heads(minilm_dir: str, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="bert_flax.model.pretraining"):
+    with caplog.at_level(logging.WARNING, logger="bert_flax.interop.model_init"):
         loaded = build_model(Config(model=ModelConfig(init=minilm_dir)), 30522)
     weights = load_file(os.path.join(minilm_dir, "model.safetensors"))
     # MiniLM is a BertModel: encoder and pooler are loaded, the pre-training heads are not.
     assert sorted({k.split(".")[0] for k in weights}) == ["embeddings", "encoder", "pooler"]
     assert loaded.initialized_heads == ("cls/predictions", "cls/seq_relationship")
-    records = [r for r in caplog.records if r.name == "bert_flax.model.pretraining"]
+    records = [r for r in caplog.records if r.name == "bert_flax.interop.model_init"]
     assert len(records) == 1 and records[0].levelno == logging.WARNING
     assert "cls/predictions, cls/seq_relationship" in records[0].getMessage()
     assert "pooler" not in records[0].getMessage()

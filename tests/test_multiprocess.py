@@ -160,13 +160,12 @@ import jax
 import numpy as np
 from bert_flax.config import load_config
 from bert_flax.data.dataset import build_pretraining_data
-from bert_flax.data.pipeline import DataPosition
 from bert_flax.pretrain import host_batches
 
 config_path, out, port, index = sys.argv[1:5]
 jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(index))
 config = load_config(config_path, sys.argv[5:])
-batches = host_batches(build_pretraining_data(config, progress=False), DataPosition(step=3))
+batches = host_batches(build_pretraining_data(config, progress=False), 3)
 arrays = {}
 for step in range(3, 3 + 4):
     batch, _ = next(batches)

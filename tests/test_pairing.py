@@ -19,7 +19,7 @@ from bert_flax.data.pairing import (
     truncate_pairs,
 )
 from bert_flax.data.row_random import RowRandom, derive_key
-from bert_flax.data.tokenized import TokenizedCorpus
+from bert_flax.data.token_corpus import TokenizedCorpus
 
 MAX_TOKENS = (61, 125)  # max_seq_len 64 and 128 with NSP
 MODES = ("segments", "sentences", "single")

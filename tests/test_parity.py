@@ -11,10 +11,11 @@ import pytest
 from bert_flax.config import Config, DataConfig, MaskingConfig, ModelConfig, TokenizerConfig
 from bert_flax.data.masking import IGNORE_INDEX, to_hf_labels
 from bert_flax.data.pipeline import Batch, DataPosition, PretrainingStream
-from bert_flax.data.tokenized import tokenize_documents
+from bert_flax.data.token_corpus import tokenize_documents
 from bert_flax.data.tokenizer import TokenIds, load_tokenizer
+from bert_flax.interop.model_init import build_model
 from bert_flax.model.losses import metric_sums, normalize
-from bert_flax.model.pretraining import build_model, pretraining_logits
+from bert_flax.model.pretraining import pretraining_logits
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

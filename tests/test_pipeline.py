@@ -13,18 +13,9 @@ from conftest import BATCH_KEYS
 
 from bert_flax.config import DataConfig, MaskingConfig
 from bert_flax.data.pairing import anchor_units, chunk_spans, chunk_units, segment_rows, sentence_rows, single_rows
-from bert_flax.data.pipeline import (
-    STREAM_EVAL,
-    STREAM_MASKING,
-    STREAM_PAIRING,
-    DataPosition,
-    PretrainingStream,
-    layout,
-    local_rows,
-    make_batch,
-)
-from bert_flax.data.row_random import RowRandom, derive_key, permute
-from bert_flax.data.tokenized import ShardedTokens
+from bert_flax.data.pipeline import DataPosition, PretrainingStream, layout, local_rows, make_batch
+from bert_flax.data.row_random import RowRandom, Stream, derive_key, permute
+from bert_flax.data.token_corpus import ShardedTokens
 from bert_flax.data.tokenizer import TokenIds
 from bert_flax.errors import UserError
 
@@ -44,7 +35,7 @@ def make_stream(corpus_data, corpus_path):
         masking=None,
         max_seq_len=MAX_SEQ_LEN,
         mlm=True,
-        stream=STREAM_PAIRING,
+        stream=Stream.PAIRING,
     ) -> PretrainingStream:
         data = DataConfig(path=str(corpus_path), max_seq_len=max_seq_len, pairing=pairing)
         if in_split_D is None:
@@ -240,7 +231,7 @@ def test_determinism(make_stream):
     first = [b for b, _ in itertools.islice(make_stream(seed=5).iterate(), 3)]
     second = [b for b, _ in itertools.islice(make_stream(seed=5).iterate(), 3)]
     other = [b for b, _ in itertools.islice(make_stream(seed=6).iterate(), 3)]
-    other_stream = [b for b, _ in itertools.islice(make_stream(seed=5, stream=STREAM_EVAL).iterate(), 3)]
+    other_stream = [b for b, _ in itertools.islice(make_stream(seed=5, stream=Stream.EVAL).iterate(), 3)]
     for a, b in zip(first, second):
         assert_batches_equal(a, b)
     for a, c, d in zip(first, other, other_stream):
@@ -249,7 +240,7 @@ def test_determinism(make_stream):
     # The seed and the stream key both change the pairs, not only the masking.
     rows = np.arange(200)
     pairs = spans(make_stream(seed=5).instances(rows))
-    for changed in (make_stream(seed=6), make_stream(seed=5, stream=STREAM_EVAL)):
+    for changed in (make_stream(seed=6), make_stream(seed=5, stream=Stream.EVAL)):
         assert np.mean([x != y for x, y in zip(pairs, spans(changed.instances(rows)))]) > 0.5
     # A stream's batch at a position does not depend on what it produced before.
     stream = make_stream(seed=5)
@@ -311,9 +302,9 @@ def test_each_epoch_visits_every_unit_once(make_stream, held_out, nsp, pairing):
 @pytest.mark.parametrize(("nsp", "pairing"), [(True, "segments"), (True, "sentences"), (False, "segments")])
 def test_rows_follow_the_documented_derivation(corpus_data, make_stream, held_out, nsp, pairing):
     """Row g: unit permute(g mod U, U, derive_key(seed, stream, g // U)), pairing draws keyed by
-    (derive_key(seed, stream), g), masking by (derive_key(seed, STREAM_MASKING, stream), g)."""
+    (derive_key(seed, stream), g), masking by (derive_key(seed, Stream.MASKING, stream), g)."""
     tokenized, ids = corpus_data
-    seed, stream_key = 11, STREAM_EVAL
+    seed, stream_key = 11, Stream.EVAL
     stream = make_stream(nsp=nsp, pairing=pairing, in_split_D=~held_out, seed=seed, stream=stream_key)
     count = stream.units.count
     rows = np.concatenate([np.arange(0, 40), count - 20 + np.arange(40), 5 * count + np.arange(3)])
@@ -331,7 +322,7 @@ def test_rows_follow_the_documented_derivation(corpus_data, make_stream, held_ou
         expected = segment_rows(tokenized, chunks, units, max_tokens, 0.1, ids.is_continuation_V, rng)
     batch, instances = stream.rows(rows)
     assert_instances_equal(instances, expected)
-    masking_rng = RowRandom(derive_key(seed, STREAM_MASKING, stream_key), rows)
+    masking_rng = RowRandom(derive_key(seed, Stream.MASKING, stream_key), rows)
     expected_batch = make_batch(expected, tokenized.token_ids, ids, stream.data, stream.masking, masking_rng)
     assert_batches_equal(batch, expected_batch)
 
@@ -395,7 +386,7 @@ def test_eval_batches(corpus_data, make_stream, held_out, nsp):
     tokenized, ids = corpus_data
 
     def make(batch_size=64):
-        return make_stream(nsp=nsp, in_split_D=held_out, seed=3, batch_size=batch_size, stream=STREAM_EVAL)
+        return make_stream(nsp=nsp, in_split_D=held_out, seed=3, batch_size=batch_size, stream=Stream.EVAL)
 
     count = make().units.count
     batch_size = next(b for b in (64, 60, 56) if count % b)  # so the last batch has padding

@@ -1,4 +1,4 @@
-"""Tests for prepared datasets (bert_flax.data.prepared, .prepare and `bert-flax prepare`): the directory
+"""Tests for prepared datasets (bert_flax.data.prepared_files, .prepare and `bert-flax prepare`): the directory
 holds what in-memory tokenization gives, is reused and rebuilt, and bad input or an interrupted
 prepare is one clear error with nothing half published. No JAX here."""
 
@@ -19,9 +19,9 @@ from transformers import BertTokenizerFast
 
 from bert_flax.config import DataConfig, TokenizerConfig
 from bert_flax.data import prepare as prepare_module
-from bert_flax.data.corpus import split_documents
+from bert_flax.data.documents import split_documents
 from bert_flax.data.prepare import Prepared, ensure_prepared
-from bert_flax.data.prepared import (
+from bert_flax.data.prepared_files import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
@@ -32,7 +32,7 @@ from bert_flax.data.prepared import (
     tokenizer_fingerprint,
     verify,
 )
-from bert_flax.data.tokenized import (
+from bert_flax.data.token_corpus import (
     ShardedTokens,
     TokenizedCorpus,
     encode_documents,

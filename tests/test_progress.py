@@ -10,7 +10,8 @@ import pytest
 from conftest import REPO_ROOT
 
 from bert_flax import cli
-from bert_flax.run.progress import Progress, format_duration
+from bert_flax.formats import format_duration
+from bert_flax.run.progress import Progress
 
 
 class Terminal(io.StringIO):

@@ -19,6 +19,7 @@ from matplotlib.image import imread
 
 from bert_flax.cli import main
 from bert_flax.errors import EXIT_BAD_INPUT
+from bert_flax.formats import format_duration
 from bert_flax.run.metrics import read_metrics
 
 PLOTS = ("loss", "accuracy", "learning_rate")
@@ -67,7 +68,7 @@ def test_the_table_holds_what_metrics_jsonl_holds(run_dir: Path, table) -> None:
     train, evals = read_metrics(run_dir, "train"), read_metrics(run_dir, "eval")
     assert [e["step"] for e in evals] == [2, 4, 6]
     assert rows["steps"] == f"{max(e['step'] for e in train)} / 6 (finished)"
-    assert rows["wall time"] == f"{read_metrics(run_dir)[-1]['elapsed_seconds']:.1f} s"
+    assert rows["wall time"] == format_duration(read_metrics(run_dir)[-1]["elapsed_seconds"])
     assert rows["median tokens/s"] == f"{statistics.median(e['tokens_per_second'] for e in train):,.0f}"
     assert rows["checkpoints"] == ", ".join(sorted((p.name for p in (run_dir / "checkpoints").iterdir()), key=int))
     assert (rows["task"], rows["objectives"], rows["final/"]) == ("pretrain", "mlm, nsp", "present")

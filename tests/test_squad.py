@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bert_flax.config import FinetuneConfig
 from bert_flax.errors import UserError
 from bert_flax.finetune.qa_features import NOT_CONTEXT, QAFeatures, make_features, window_count
 from bert_flax.finetune.qa_postprocess import best_answers, span_predictions
@@ -333,7 +334,8 @@ COLOUR_EXAMPLE = QAExample("c", "which?", COLOURS, (), (), is_impossible=True)
 def answer(start_L: list[float], end_L: list[float], **options) -> str:
     """The answer for one colour window with these logits."""
     features = colour_features()
-    return best_answers([COLOUR_EXAMPLE], features, np.array([start_L]), np.array([end_L]), **options)["c"]
+    settings = FinetuneConfig(**options)
+    return best_answers([COLOUR_EXAMPLE], features, np.array([start_L]), np.array([end_L]), settings)["c"]
 
 
 def test_null_threshold_both_ways() -> None:
@@ -350,7 +352,8 @@ def test_null_score_is_the_lowest_over_windows() -> None:
     # answer. (With the highest null, 5 - 2 = 3 > 0 would give "".)
     start_NxL = np.array([[3, 1, 0, 0, 0], [0.5, 1, 0, 0, 0]])
     end_NxL = np.array([[2, 0, 1, 0, 0], [0.5, 0, 1, 0, 0]])
-    prediction = span_predictions([COLOUR_EXAMPLE], colour_features(2), start_NxL, end_NxL, version_2=True)["c"]
+    settings = FinetuneConfig(version_2=True)
+    prediction = span_predictions([COLOUR_EXAMPLE], colour_features(2), start_NxL, end_NxL, settings)["c"]
     assert (prediction.text, prediction.null_score, prediction.span_score) == ("red green", 1.0, 2.0)
 
 

@@ -14,13 +14,13 @@ from transformers import BertTokenizerFast
 
 from bert_flax.config import DataConfig, TokenizerConfig
 from bert_flax.data import tokenizer as tokenizer_module
-from bert_flax.data.corpus import split_documents
+from bert_flax.data.documents import split_documents
 from bert_flax.data.reader import read_chunks
-from bert_flax.data.sample import WINDOW_BYTES, sample_documents
 from bert_flax.data.sentences import split_sentences
-from bert_flax.data.tokenized import TokenizedCorpus, tokenize_documents
+from bert_flax.data.token_corpus import TokenizedCorpus, tokenize_documents
 from bert_flax.data.tokenizer import SPECIAL_TOKENS, TokenIds, load_tokenizer, trained_tokenizer_dir
-from bert_flax.data.wordpiece import learn_vocab
+from bert_flax.data.tokenizer_sample import WINDOW_BYTES, sample_documents
+from bert_flax.data.tokenizer_wordpiece import learn_vocab
 from bert_flax.errors import UserError
 from bert_flax.hub import hub_reachable
 

@@ -21,7 +21,7 @@ def add_prepare(verbs: Any) -> None:
 def _prepare(args: argparse.Namespace) -> int:
     from bert_flax.data.corpus import cache_root
     from bert_flax.data.prepare import ensure_prepared
-    from bert_flax.data.prepared import verify
+    from bert_flax.data.prepared_files import verify
     from bert_flax.data.tokenizer import load_tokenizer, tokenizer_label
 
     config = config_of(args)
@@ -47,7 +47,7 @@ def add_inspect_data(verbs: Any) -> None:
 
 def _inspect_data(args: argparse.Namespace) -> int:
     from bert_flax.data.dataset import build_pretraining_data
-    from bert_flax.data.inspect import example_records, render
+    from bert_flax.data.inspect_data import example_records, render
 
     config = config_of(args)
     data = build_pretraining_data(config)
@@ -69,7 +69,7 @@ def add_bench_data(verbs: Any) -> None:
 
 
 def _bench_data(args: argparse.Namespace) -> int:
-    from bert_flax.data.bench import bench_data
+    from bert_flax.bench.data_pipeline import bench_data
 
     result = bench_data(config_of(args), seconds=args.seconds, cold=not args.warm_only)
     if args.json:

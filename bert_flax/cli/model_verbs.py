@@ -87,8 +87,8 @@ def _next_sentence(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    from bert_flax.finetune.predict import classify
     from bert_flax.interop.predict import Predictor
-    from bert_flax.interop.predict_heads import classify
 
     rows = [row.split("\t", 1) for row in _read_inputs(args)]  # TEXT or TEXT<TAB>PAIR
     texts, pairs = [row[0] for row in rows], [row[1] if len(row) == 2 else None for row in rows]
@@ -101,8 +101,8 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _qa(args: argparse.Namespace) -> int:
+    from bert_flax.finetune.predict import answer_questions
     from bert_flax.interop.predict import Predictor
-    from bert_flax.interop.predict_heads import answer_questions
 
     context = args.context
     if args.context_file:

@@ -85,7 +85,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def add_bench(verbs: Any) -> None:
-    from bert_flax.model.flops import BASELINES, FLOPS_HELP
+    from bert_flax.bench.baselines import BASELINES
+    from bert_flax.model.flops import FLOPS_HELP
 
     help = "time the training step: tokens/s, step time, compile time, memory, MFU"
     command = add_config_command(verbs, "bench", _bench, help)
@@ -93,7 +94,8 @@ def add_bench(verbs: Any) -> None:
     command.add_argument("--steps", type=int, metavar="N", default=20, help="timed steps (default 20)")
     warmup_help = "untimed steps after compilation (default 3)"
     command.add_argument("--warmup", type=int, metavar="N", default=3, help=warmup_help)
-    command.add_argument("--baseline", choices=BASELINES, help="also time Hugging Face's Flax example step")
+    baselines = "; ".join(f"{name}: {baseline.help}" for name, baseline in BASELINES.items())
+    command.add_argument("--baseline", choices=list(BASELINES), help=f"also time a baseline step ({baselines})")
     command.add_argument(
         "--data",
         choices=("synthetic", "real"),
@@ -113,7 +115,7 @@ def add_bench(verbs: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from bert_flax.bench import compile_only, run_bench
+    from bert_flax.bench.run import compile_only, run_bench
 
     if args.compile_only:
         print(json.dumps(compile_only(config_of(args))))

@@ -1,6 +1,6 @@
 """Where a corpus comes from: local files and globs, or a manifest's file (the copy shipped in the
-project's data/, as Meditations is, or a pinned, sha256-verified download); and how text splits
-into documents. `data/reader.py` streams them."""
+project's data/, as Meditations is, or a pinned, sha256-verified download). `data/reader.py` streams
+them, split into documents by `data/documents.py`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import glob
 import hashlib
 import json
 import os
-import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,6 @@ from bert_flax.disk import write_file
 from bert_flax.errors import UserError
 
 PROJECT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 
 
 def cache_root(data: DataConfig) -> Path:
@@ -27,15 +25,6 @@ def cache_root(data: DataConfig) -> Path:
     if data.cache_dir:
         return Path(data.cache_dir).expanduser()
     return Path(os.environ.get("BERT_FLAX_CACHE", Path.home() / ".cache" / "bert_flax")).expanduser()
-
-
-def split_documents(text: str, mode: str) -> list[str]:
-    """Documents of `text`: each non-empty line (`line`) or blank-line-separated blocks (`blank_line`)."""
-    if mode == "line":
-        pieces = text.splitlines()
-    else:
-        pieces = _BLANK_LINE.split(text.replace("\r\n", "\n"))
-    return [" ".join(piece.split()) for piece in pieces if piece.strip()]
 
 
 def resolve_paths(patterns: Sequence[str]) -> list[Path]:

@@ -13,15 +13,13 @@ from transformers import BertTokenizerFast
 
 from bert_flax.config import Config
 from bert_flax.data.corpus import cache_root
-from bert_flax.data.pipeline import STREAM_EVAL, STREAM_PAIRING, PretrainingStream
+from bert_flax.data.pipeline import PretrainingStream
 from bert_flax.data.prepare import Prepared, ensure_prepared
-from bert_flax.data.row_random import RowRandom, derive_key
-from bert_flax.data.tokenized import TokenizedCorpus
+from bert_flax.data.row_random import RowRandom, Stream, derive_key
+from bert_flax.data.token_corpus import TokenizedCorpus
 from bert_flax.data.tokenizer import TokenIds, load_tokenizer, tokenizer_label
 from bert_flax.disk import check_writable_dir
 from bert_flax.errors import UserError
-
-STREAM_SPLIT = 0
 
 
 @dataclasses.dataclass
@@ -59,7 +57,7 @@ def train_eval_split(sentence_counts_D: np.ndarray, eval_fraction: float, min_ev
     if eval_fraction == 0:
         return in_eval_D
     num_eval = min(max(min_eval, int(round(eval_fraction * nonempty_D.sum()))), int(nonempty_D.sum()))
-    key_D = np.where(nonempty_D, RowRandom(derive_key(seed, STREAM_SPLIT), np.arange(len(nonempty_D))).random(), 2.0)
+    key_D = np.where(nonempty_D, RowRandom(derive_key(seed, Stream.SPLIT), np.arange(len(nonempty_D))).random(), 2.0)
     if num_eval:
         in_eval_D[np.argpartition(key_D, num_eval - 1)[:num_eval]] = True
     return in_eval_D
@@ -110,12 +108,12 @@ def build_pretraining_data(config: Config, progress: bool = True) -> Pretraining
     ids = TokenIds.from_tokenizer(tokenizer)
     _check_split(sentence_counts_D, in_train_D, in_eval_D, config, source_name(prepared.manifest))
 
-    def stream(in_split_D: np.ndarray, batch_size: int, key: int) -> PretrainingStream:
+    def stream(in_split_D: np.ndarray, batch_size: int, key: Stream) -> PretrainingStream:
         return PretrainingStream(
             prepared.tokenized, ids, in_split_D, config.data, config.masking, nsp, config.train.seed, batch_size,
             mlm="mlm" in config.train.objectives, stream=key,
         )
 
-    train = stream(in_train_D, config.train.batch_size, STREAM_PAIRING)
-    evaluation = stream(in_eval_D, config.eval.batch_size, STREAM_EVAL) if in_eval_D.any() else None
+    train = stream(in_train_D, config.train.batch_size, Stream.PAIRING)
+    evaluation = stream(in_eval_D, config.eval.batch_size, Stream.EVAL) if in_eval_D.any() else None
     return PretrainingData(tokenizer, ids, prepared, in_eval_D, train, evaluation)

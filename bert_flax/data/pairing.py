@@ -17,9 +17,10 @@ import dataclasses
 import numpy as np
 
 from bert_flax.data.row_random import RowRandom
-from bert_flax.data.tokenized import TokenizedCorpus
+from bert_flax.data.token_corpus import TokenizedCorpus
 
 IS_NEXT, NOT_NEXT = 0, 1
+NSP_LABEL_NAMES = ("IsNext", "NotNext")  # by label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +206,7 @@ def segment_rows(
 def sentence_rows(
     tokenized: TokenizedCorpus, anchors: Units, chunks: Units, units_B: np.ndarray, max_tokens: int, rng: RowRandom
 ) -> Instances:
-    """The seed's pairs without its label noise: the anchor sentence A, then either its successor
+    """The original notebook's sentence pairs without its label noise: the anchor sentence A, then either its successor
     (IsNext) or a random sentence of another document (NotNext, drawn from `chunks`' documents), 50/50."""
     documents_B, k_B = anchors.locate(units_B)
     a_B = tokenized.document_starts[documents_B] + k_B

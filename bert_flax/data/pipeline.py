@@ -17,14 +17,12 @@ import numpy as np
 from bert_flax.config import DataConfig, MaskingConfig
 from bert_flax.data.masking import mask_tokens
 from bert_flax.data.pairing import Instances, Units, anchor_units, chunk_units, segment_rows, sentence_rows, single_rows
-from bert_flax.data.row_random import RowRandom, derive_key, permute
-from bert_flax.data.tokenized import TokenizedCorpus
+from bert_flax.data.row_random import RowRandom, Stream, derive_key, permute
+from bert_flax.data.token_corpus import TokenizedCorpus
 from bert_flax.data.tokenizer import TokenIds
 from bert_flax.errors import UserError
 
 Batch = dict[str, np.ndarray]
-# Independent random streams derived from the seed.
-STREAM_PAIRING, STREAM_MASKING, STREAM_EVAL = 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +126,7 @@ class PretrainingStream:
         seed: int,
         batch_size: int,
         mlm: bool = True,
-        stream: int = STREAM_PAIRING,
+        stream: Stream = Stream.PAIRING,
     ) -> None:
         self.tokenized, self.ids = tokenized, ids
         self.data, self.masking, self.nsp, self.seed, self.batch_size = data, masking, nsp, seed, batch_size
@@ -164,7 +162,7 @@ class PretrainingStream:
     def rows(self, rows_B: np.ndarray) -> tuple[Batch, Instances]:
         """The batch of global rows `rows_B` and their instances."""
         instances = self.instances(rows_B)
-        rng = RowRandom(derive_key(self.seed, STREAM_MASKING, self.stream), rows_B)
+        rng = RowRandom(derive_key(self.seed, Stream.MASKING, self.stream), rows_B)
         return make_batch(instances, self.tokenized.token_ids, self.ids, self.data, self.masking, rng, self.mlm), instances
 
     def position(self, step: int) -> DataPosition:

@@ -28,7 +28,7 @@ from tokenizers import Tokenizer
 
 from bert_flax.config import DataConfig
 from bert_flax.data.corpus import cache_root
-from bert_flax.data.prepared import (
+from bert_flax.data.prepared_files import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
@@ -39,9 +39,10 @@ from bert_flax.data.prepared import (
     tokenizer_fingerprint,
 )
 from bert_flax.data.reader import TextChunk, default_workers, describe, read_chunks, source_identity, total_bytes
-from bert_flax.data.tokenized import TokenizedCorpus, encode_documents, plain_tokenizer
+from bert_flax.data.token_corpus import TokenizedCorpus, encode_documents, plain_tokenizer
 from bert_flax.disk import check_writable_dir, write_dir
 from bert_flax.errors import UserError
+from bert_flax.formats import format_duration
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _SHARD_TOKENS = 1 << 28  # 512 MiB of uint16 per token file
@@ -108,7 +109,7 @@ class _Progress:
         if self.total:
             done += f"/{self.total / 1e6:,.1f} MB ({100 * self.bytes / self.total:.0f}%)"
             eta = (self.total - self.bytes) / max(self.bytes / elapsed, 1e-9)
-            tail = f", ETA {int(eta) // 60}m{int(eta) % 60:02d}s"
+            tail = f", ETA {format_duration(eta)}"
         else:
             done, tail = done + " MB", ""
         rate = f"{self.bytes / elapsed / 1e6:.1f} MB/s, {self.tokens / elapsed:,.0f} tokens/s"

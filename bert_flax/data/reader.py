@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
 from bert_flax.config import DataConfig
-from bert_flax.data.corpus import resolve_paths, source_files, split_documents
-from bert_flax.errors import UserError
+from bert_flax.data.corpus import resolve_paths, source_files
+from bert_flax.data.documents import last_document_end, split_documents, strip_bom
+from bert_flax.errors import UserError, first_line
 
-BOM = b"\xef\xbb\xbf"  # a leading UTF-8 byte-order mark: not text
-_BLANK_LINE_BYTES = re.compile(rb"\n[ \t\r\f\v]*\n")
 _DATASET_BATCH_ROWS = 256
 
 
@@ -81,22 +79,6 @@ def decode_utf8(raw: bytes, path: Path, offset: int) -> str:
         ) from None
 
 
-def first_document_end(buffer: bytes, mode: str) -> int:
-    """Where the first document boundary of `buffer` ends (len(buffer): none in it)."""
-    match = re.search(rb"\n", buffer) if mode == "line" else _BLANK_LINE_BYTES.search(buffer)
-    return match.end() if match else len(buffer)
-
-
-def last_document_end(buffer: bytes, mode: str) -> int:
-    """Where the last complete document of `buffer` ends (0: no document ends in it yet)."""
-    if mode == "line":
-        return buffer.rfind(b"\n") + 1
-    end = 0
-    for match in _BLANK_LINE_BYTES.finditer(buffer):
-        end = match.end()
-    return end
-
-
 def read_file_chunks(path: Path, mode: str, chunk_bytes: int) -> Iterator[TextChunk]:
     """The documents of one text file, about `chunk_bytes` of input at a time."""
     _check_file(path)
@@ -105,8 +87,7 @@ def read_file_chunks(path: Path, mode: str, chunk_bytes: int) -> Iterator[TextCh
         buffer, offset = f.read(chunk_bytes), 0
         if b"\x00" in buffer[:65536]:
             raise UserError(f"corpus file {path} looks binary (it contains NUL bytes); pass a UTF-8 text file")
-        if buffer.startswith(BOM):  # a leading byte-order mark is not text
-            buffer, offset = buffer[len(BOM):], len(BOM)
+        buffer, offset = strip_bom(buffer)
         at_end = False
         while True:
             if not at_end:
@@ -138,7 +119,7 @@ def _load_dataset(data: DataConfig) -> Any:
             streaming=data.streaming,
         )
     except Exception as err:  # datasets raises many types (hub, network, builder)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise UserError(f"cannot load dataset {data.dataset!r} ({reason}); check data.dataset or pass data.path=FILE") from None
 
 

@@ -9,12 +9,27 @@ that is evaluated per index, so an epoch's shuffle is never materialised.
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
 _FEISTEL_ROUNDS = 4
+
+
+class Stream(enum.IntEnum):
+    """Every independent random stream of the data side, the first part of its key after the seed.
+
+    One registry, so two uses never share a stream by accident; a new use takes a new number.
+    """
+
+    SPLIT = 0  # which documents are held out for evaluation
+    PAIRING = 1  # training examples: the unit order of each epoch, pairing and truncation
+    MASKING = 2  # MLM masking, keyed further by the example stream (PAIRING or EVAL)
+    EVAL = 3  # held-out examples: unit order, pairing and truncation
+    TOKENIZER_SAMPLE = 7  # the windows of a corpus a trained vocabulary is learned from (seed 0)
 
 
 def mix(x: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ from transformers import BertTokenizerFast
 
 from bert_flax.config import DataConfig, TokenizerConfig
 from bert_flax.data.reader import describe
-from bert_flax.data.sample import sample_documents, sample_key
-from bert_flax.data.wordpiece import learn_vocab
+from bert_flax.data.tokenizer_sample import sample_documents, sample_key
+from bert_flax.data.tokenizer_wordpiece import learn_vocab
 from bert_flax.disk import write_dir
 from bert_flax.errors import UserError
 from bert_flax.hub import load_local_or_hub

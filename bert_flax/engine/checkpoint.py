@@ -1,4 +1,7 @@
-"""Orbax checkpoints of the train state (params, optimizer state, step, dropout key) and the data position.
+"""Orbax checkpoints of the train state (params, optimizer state, step, dropout key) and the data state.
+
+The data state is whatever JSON the loop hands over with each batch (pre-training: its stream
+position); the engine stores it beside the train state without reading it.
 
 Saves are asynchronous; the last `checkpoint.keep` are kept. A checkpoint that cannot be read
 is moved aside to RUN_DIR/unreadable_checkpoints/ with a warning and the previous one is used.
@@ -17,11 +20,20 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from bert_flax.data.pipeline import DataPosition
-from bert_flax.errors import UserError
+from bert_flax.errors import UserError, first_line
 from bert_flax.run.layout import RunDir
 
 log = logging.getLogger(__name__)
+
+
+DataState = dict[str, Any]  # JSON: what the data side needs to continue after a step
+
+
+@dataclasses.dataclass
+class Restored:
+    state: Any  # shaped and sharded like the template given to `restore_latest`
+    step: int
+    data: DataState
 
 
 class Checkpoints:
@@ -36,15 +48,13 @@ class Checkpoints:
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def save(self, step: int, state: Any, position: DataPosition) -> None:
+    def save(self, step: int, state: Any, data: DataState) -> None:
         """Start an async save; it returns once the arrays are copied off the devices."""
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(dataclasses.asdict(position))
-        )
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data))
         self.manager.save(step, args=args, force=True)
 
-    def restore_latest(self, like_state: Any) -> tuple[Any, DataPosition] | None:
-        """The newest readable (state, position), shaped and sharded like `like_state`; None without checkpoints."""
+    def restore_latest(self, like_state: Any) -> Restored | None:
+        """The newest readable checkpoint, its state shaped and sharded like `like_state`; None without any."""
         steps = self.all_steps()
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
         for step in reversed(steps):
@@ -52,14 +62,13 @@ class Checkpoints:
                 restored = self.manager.restore(
                     step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore())
                 )
-                return restored["state"], DataPosition(**restored["data"])
+                return Restored(restored["state"], step, restored["data"])
             except Exception as err:  # orbax and tensorstore raise many types for damaged files
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
                 aside = self._move_aside(step)
                 log.warning(
                     "checkpoint step %d is unreadable (%s); moved it to %s, trying the previous one",
                     step,
-                    reason[:200],
+                    first_line(err, 200),
                     aside,
                 )
         if steps:
@@ -100,8 +109,7 @@ def read_params(step_dir: Path) -> Any:
         restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
         state = checkpointer.restore(item, args=ocp.args.PyTreeRestore(restore_args=restore_args))
     except Exception as err:  # damaged or foreign files: orbax and tensorstore raise many types
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"cannot read checkpoint {step_dir} ({reason[:200]}); pass another step or run") from None
+        raise UserError(f"cannot read checkpoint {step_dir} ({first_line(err, 200)}); pass another step or run") from None
     finally:
         logging.getLogger("absl").setLevel(absl_level)
     return state["params"]

@@ -5,15 +5,17 @@ say what a step's metrics mean and what an eval is.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import jax
+import numpy as np
 
 from bert_flax.config import Config
-from bert_flax.engine.checkpoint import Checkpoints
+from bert_flax.engine.checkpoint import Checkpoints, DataState
 from bert_flax.engine.parallel import DataParallel, check_batch_sizes, initialize_distributed
 from bert_flax.engine.preemption import StopSignals
 from bert_flax.engine.prefetch import Prefetcher
@@ -57,6 +59,30 @@ class MetricWindow:
 
 class TrainingDiverged(UserError):
     """The loss or gradient norm became NaN/Inf; the last checkpoint before it is kept."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """How a pretrain or finetune call ended."""
+
+    run_dir: Path
+    step: int  # optimizer steps completed
+    finished: bool  # reached train.steps (False: stopped early by `stop_at` or a signal)
+    train: dict[str, float]  # the last logged train metrics
+    eval: dict[str, float]  # the last eval metrics ({} without an eval split)
+    stopped_by: str | None = None  # "SIGTERM"/"SIGINT": checkpointed at `step` and stopped
+
+
+def summed_eval(parallel: DataParallel, state: Any, batches: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """The task's eval sums over this process' rows of `batches`, added up over all of them."""
+    total = None
+    for batch in batches:
+        sums = parallel.eval_step(state, parallel.place_batch(batch))
+        # One eval step in flight: XLA:CPU's collectives deadlock (then abort) when the steps of several
+        # batches queue up on simulated devices, and hung across processes; eval is not the hot path.
+        jax.block_until_ready(sums)
+        total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
+    return parallel.read_metrics(total)
 
 
 def is_main_process() -> bool:
@@ -142,7 +168,9 @@ class StepLoop:
         shown = " ".join(f"{key} {value:.4f}" for key, value in values.items())
         self.progress.message(f"eval step {step}: {shown}")
 
-    def run_all(self, state: Any, start: int, stop: int, host_batches: Iterator) -> tuple[Any, int, str | None]:
+    def run_all(
+        self, state: Any, start: int, stop: int, host_batches: Iterator[tuple[dict[str, np.ndarray], DataState]]
+    ) -> tuple[Any, int, str | None]:
         """`run` with the host batches built PREFETCH_BATCHES ahead and SIGTERM/SIGINT caught; waits for
         the last checkpoint and closes the progress bar, the checkpoint manager and the logs."""
         batches = Prefetcher(host_batches, PREFETCH_BATCHES)
@@ -162,17 +190,18 @@ class StepLoop:
     def run(
         self, state: Any, start: int, stop: int, batches: Iterator, signals: StopSignals
     ) -> tuple[Any, int, str | None]:
-        """Steps start+1 .. stop on (host batch, position) items, placed on the devices here (JAX calls
+        """Steps start+1 .. stop on (host batch, data state) items, placed on the devices here (JAX calls
         stay on this thread; transfers are asynchronous on accelerators). Metrics add up on the device;
         a window that ends at step n (every `log.every` steps, and at evals, checkpoints and the stop) is
         read after step n+1 is dispatched, so the host never waits for the step in flight. A stop signal
-        ends the run after the current step and its checkpoint: (state, last step, signal name or None)."""
+        ends the run after the current step and its checkpoint: (state, last step, signal name or None).
+        A checkpoint of step n stores the data state that came with batch n."""
         every_eval, every_ckpt, total = self.config.eval.every, self.config.checkpoint.every, self.config.train.steps
         every_log = self.config.log.every
         window = MetricWindow()
         pending = None
         for step in range(start + 1, stop + 1):
-            local_batch, position = next(batches)
+            local_batch, data_state = next(batches)
             state, device_metrics = self.parallel.train_step(state, self.parallel.place_batch(local_batch))
             window.add(device_metrics)
             if pending is not None:
@@ -189,7 +218,7 @@ class StepLoop:
             if do_eval:
                 self.log_eval(step, state)
             if do_save:
-                self.checkpoints.save(step, self.parallel.host_state(state), position)
+                self.checkpoints.save(step, self.parallel.host_state(state), data_state)
             if do_eval or do_save:
                 self.last_read = (time.perf_counter(), step)  # eval and saving are not training time
             if stopped_by is not None:

@@ -17,10 +17,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bert_flax.config import Config, ParallelConfig
-from bert_flax.engine.step import Batch, Metrics, Task, TrainState, make_eval_step, make_train_step
+from bert_flax.engine.step import DATA_AXIS, Batch, Metrics, Task, TrainState, make_eval_step, make_train_step
 from bert_flax.errors import UserError
-
-DATA_AXIS = "data"
 
 
 def initialize_distributed(config: ParallelConfig) -> None:
@@ -71,13 +69,18 @@ def check_batch_sizes(config: Config, num_devices: int, process_count: int) -> N
             f"train.batch_size={train} is not divisible by {num_devices} devices × "
             f"train.grad_accum_steps={accum}; use a multiple of {num_devices * accum}"
         )
-    if config.eval.batch_size % num_devices:
-        raise UserError(
-            f"eval.batch_size={config.eval.batch_size} is not divisible by {num_devices} devices; "
-            f"use a multiple of {num_devices}"
-        )
+    check_eval_batch_size(config.eval.batch_size, num_devices)
     if train % process_count:
         raise UserError(f"train.batch_size={train} is not divisible by {process_count} processes")
+
+
+def check_eval_batch_size(eval_batch_size: int, num_devices: int) -> None:
+    """Every device gets whole rows of every eval batch."""
+    if eval_batch_size % num_devices:
+        raise UserError(
+            f"eval.batch_size={eval_batch_size} is not divisible by {num_devices} devices; "
+            f"use a multiple of {num_devices}"
+        )
 
 
 class JitDataParallel:
@@ -105,7 +108,7 @@ class JitDataParallel:
         self._eval_step = jax.jit(
             make_eval_step(task),
             in_shardings=(self.replicated, self.batch_sharding),
-            out_shardings=self.batch_sharding if task.eval_rows else self.replicated,
+            out_shardings=self.batch_sharding if task.per_row_eval else self.replicated,
         )
 
     def place_state(self, state: TrainState) -> TrainState:

@@ -16,8 +16,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bert_flax.config import Config
-from bert_flax.engine.parallel import DATA_AXIS
-from bert_flax.engine.step import Metrics, Task, TrainState, make_eval_step, make_train_step
+from bert_flax.engine.step import DATA_AXIS, Metrics, Task, TrainState, make_eval_step, make_train_step
 
 
 class PmapDataParallel:

@@ -21,6 +21,7 @@ Params = Any
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 DROPOUT_STREAM = 1  # the dropout key is fold_in(PRNGKey(seed), DROPOUT_STREAM)
+DATA_AXIS = "data"  # the axis batches are split along: the jit mesh's, or pmap's device axis
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,14 +30,14 @@ class Task:
 
     counts(batch): the batch's normalisers (summed over devices and micro-batches before use).
     loss(params, batch, counts, dropout_rng): (the loss to differentiate, metric sums).
-    eval_outputs(params, batch): without dropout; metric sums, or with `eval_rows` per-row outputs
+    eval_outputs(params, batch): without dropout; metric sums, or with `per_row_eval` per-row outputs
     (e.g. logits) that stay split along the batch.
     """
 
     counts: Callable[[Batch], Metrics]
     loss: Callable[[Params, Batch, Metrics, jax.Array], tuple[jax.Array, Metrics]]
     eval_outputs: Callable[[Params, Batch], Any]
-    eval_rows: bool = False
+    per_row_eval: bool = False
 
 
 @flax.struct.dataclass
@@ -118,6 +119,6 @@ def make_eval_step(task: Task, axis_name: str | None = None) -> Callable[[Params
 
     def eval_step(params: Params, batch: Batch) -> Any:
         outputs = task.eval_outputs(params, batch)
-        return outputs if axis_name is None or task.eval_rows else jax.lax.psum(outputs, axis_name)
+        return outputs if axis_name is None or task.per_row_eval else jax.lax.psum(outputs, axis_name)
 
     return eval_step

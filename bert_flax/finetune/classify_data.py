@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from bert_flax.disk import write_file
-from bert_flax.errors import UserError
+from bert_flax.errors import UserError, first_line
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
 _SUPPORTED = "a .csv, .tsv, .jsonl or .json file, a `datasets` directory or a `datasets` name"
@@ -142,7 +142,7 @@ def _read_dataset(name: str, config: str | None, split: str, data_files: Sequenc
             name, config or None, split=split, data_files=list(data_files) if data_files else None
         )
     except Exception as err:  # datasets raises many types (hub, network, builder, split)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise UserError(f"cannot load dataset {name!r}, split {split!r} ({reason}); pass {_SUPPORTED}") from None
     return dataset.to_list()
 

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from bert_flax.config import FinetuneConfig
 from bert_flax.finetune.qa_features import NOT_CONTEXT, QAFeatures
 from bert_flax.finetune.squad import QAExample
 
@@ -42,15 +43,11 @@ def best_answers(
     features: QAFeatures,
     start_logits_NxL: np.ndarray,
     end_logits_NxL: np.ndarray,
-    n_best: int = 20,
-    max_answer_len: int = 30,
-    version_2: bool = False,
-    null_threshold: float = 0.0,
+    settings: FinetuneConfig = FinetuneConfig(),
 ) -> dict[str, str]:
-    """The answer text of every example, keyed by example id (see the module docstring for the rules)."""
-    predictions = span_predictions(
-        examples, features, start_logits_NxL, end_logits_NxL, n_best, max_answer_len, version_2, null_threshold
-    )
+    """The answer text of every example, keyed by example id (see the module docstring for the rules);
+    `settings`: n_best, max_answer_len, version_2 and null_threshold."""
+    predictions = span_predictions(examples, features, start_logits_NxL, end_logits_NxL, settings)
     return {example_id: prediction.text for example_id, prediction in predictions.items()}
 
 
@@ -59,10 +56,7 @@ def span_predictions(
     features: QAFeatures,
     start_logits_NxL: np.ndarray,
     end_logits_NxL: np.ndarray,
-    n_best: int = 20,
-    max_answer_len: int = 30,
-    version_2: bool = False,
-    null_threshold: float = 0.0,
+    settings: FinetuneConfig = FinetuneConfig(),
 ) -> dict[str, SpanPrediction]:
     """Like `best_answers`, with the span and null scores (for tuning `null_threshold`) and the token span."""
     expected = features.offsets_NxLx2.shape[:2]
@@ -70,8 +64,6 @@ def span_predictions(
         raise ValueError(
             f"logits have shapes {start_logits_NxL.shape} and {end_logits_NxL.shape}; the features need {expected}"
         )
-    if n_best < 1 or max_answer_len < 1:
-        raise ValueError(f"n_best ({n_best}) and max_answer_len ({max_answer_len}) must be >= 1")
     start_NxL = np.asarray(start_logits_NxL, dtype=np.float64)
     end_NxL = np.asarray(end_logits_NxL, dtype=np.float64)
     windows_of_example: list[list[int]] = [[] for _ in examples]
@@ -82,16 +74,16 @@ def span_predictions(
         best = (-np.inf, -1, 0, 0)  # (score, window, start, end)
         for window in windows:
             score, start, end = _best_span_in_window(
-                start_NxL[window], end_NxL[window], features.offsets_NxLx2[window], n_best, max_answer_len
+                start_NxL[window], end_NxL[window], features.offsets_NxLx2[window], settings.n_best, settings.max_answer_len
             )
             if score > best[0]:  # strictly better: an equal score keeps the earlier window
                 best = (score, window, start, end)
         score, window, start, end = best
         text = "" if window < 0 else _span_text(example.context, features.offsets_NxLx2[window], start, end)
         null_score = None
-        if version_2 and windows:
+        if settings.version_2 and windows:
             null_score = float(min(start_NxL[w, 0] + end_NxL[w, 0] for w in windows))
-            if null_score - score > null_threshold:
+            if null_score - score > settings.null_threshold:
                 text = ""
         predictions[example.id] = SpanPrediction(text, float(score), null_score, window, start, end)
     return predictions

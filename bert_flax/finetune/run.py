@@ -21,10 +21,10 @@ import jax
 import numpy as np
 
 from bert_flax.config import Config
-from bert_flax.data.pipeline import DataPosition, local_rows
+from bert_flax.data.pipeline import local_rows
 from bert_flax.disk import write_file
-from bert_flax.engine.checkpoint import Checkpoints
-from bert_flax.engine.loop import StepLoop, is_main_process, start_run
+from bert_flax.engine.checkpoint import Checkpoints, DataState
+from bert_flax.engine.loop import RunResult, StepLoop, is_main_process, start_run
 from bert_flax.engine.optim import learning_rate_schedule, make_optimizer
 from bert_flax.engine.parallel import DataParallel, make_data_parallel
 from bert_flax.engine.step import init_train_state
@@ -35,7 +35,6 @@ from bert_flax.finetune.qa_postprocess import best_answers
 from bert_flax.finetune.squad_metrics import squad_scores
 from bert_flax.finetune.tasks import classification_task, qa_task
 from bert_flax.model.losses import cross_entropy
-from bert_flax.pretrain import RunResult
 from bert_flax.run.layout import RunDir, create_run_dir, read_saved_eval, save_pretrained_dir
 
 BEST_METRIC = {"classify": "accuracy", "qa": "f1"}
@@ -69,16 +68,12 @@ class _Evaluator:
             )
             metrics = {"loss": loss, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
             return {**metrics, "unseen_labels": report["num_unseen_labels"]}, report
-        settings = self.config.finetune
         answers = best_answers(
             self.encoded.eval_examples,
             self.encoded.eval_features,
             outputs["start_logits"],
             outputs["end_logits"],
-            settings.n_best,
-            settings.max_answer_len,
-            settings.version_2,
-            settings.null_threshold,
+            self.config.finetune,
         )
         scores = squad_scores(answers, self.encoded.eval_examples)
         return {key: float(value) for key, value in scores.items()}, {**scores, "predictions": answers}
@@ -116,17 +111,18 @@ def finetune(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     checkpoints = Checkpoints(run_dir, config.checkpoint.keep)
     initial = parallel.place_state(init_train_state(task_model.params, tx, config.train.seed))
     restored = checkpoints.restore_latest(parallel.host_state(initial))
-    state, start = (initial, 0) if restored is None else (parallel.place_state(restored[0]), restored[1].step)
+    state, start = (initial, 0) if restored is None else (parallel.place_state(restored.state), restored.step)
     stop = stop_at if stop_at is not None else config.train.steps
     evaluator = _Evaluator(config, encoded, labels) if encoded.eval is not None else None
-    loop = _Loop(
+    loop = FinetuneLoop(
         config, run_dir, parallel, checkpoints, start, show_progress, task_model=task_model, evaluator=evaluator
     )
 
-    def host_batches() -> Iterator[tuple[dict, DataPosition]]:
+    def host_batches() -> Iterator[tuple[dict, DataState]]:
+        """The batch at a step is a function of the step alone: the checkpoint needs no data state."""
         for step in range(start + 1, stop + 1):
             batch = task_data.train_batch(encoded.train, step, config.train.batch_size, config.train.seed)
-            yield local_rows(batch, jax.process_index(), jax.process_count()), DataPosition(step=step)
+            yield local_rows(batch, jax.process_index(), jax.process_count()), {}
 
     state, step, stopped_by = loop.run_all(state, start, stop, host_batches())
     finished = step >= config.train.steps and stopped_by is None
@@ -136,7 +132,7 @@ def finetune(config: Config, run_dir: str | Path, stop_at: int | None = None, sh
     return RunResult(run_dir, step, finished, loop.last_train, loop.last_eval, stopped_by)
 
 
-class _Loop(StepLoop):
+class FinetuneLoop(StepLoop):
     """Fine-tuning's metrics (loss, accuracy) and evals, which also keep best/ up to date."""
 
     def __init__(self, *args: Any, task_model: TaskModel, evaluator: _Evaluator | None) -> None:

@@ -59,7 +59,7 @@ def classification_task(model: Any) -> Task:
     def eval_outputs(params: Any, batch: dict) -> dict[str, jax.Array]:
         return {"logits": _logits(model, params, batch, None)[0].astype(jnp.float32)}
 
-    return Task(counts=counts, loss=loss, eval_outputs=eval_outputs, eval_rows=True)
+    return Task(counts=counts, loss=loss, eval_outputs=eval_outputs, per_row_eval=True)
 
 
 def qa_task(model: Any) -> Task:
@@ -78,4 +78,4 @@ def qa_task(model: Any) -> Task:
         start_logits_BxL, end_logits_BxL = _logits(model, params, batch, None)[:2]
         return {"start_logits": start_logits_BxL.astype(jnp.float32), "end_logits": end_logits_BxL.astype(jnp.float32)}
 
-    return Task(counts=counts, loss=loss, eval_outputs=eval_outputs, eval_rows=True)
+    return Task(counts=counts, loss=loss, eval_outputs=eval_outputs, per_row_eval=True)

@@ -45,18 +45,6 @@ def _config_json(loaded: LoadedModel, architecture: Architecture, dtype: str) ->
     return config
 
 
-TITLES = {
-    "BertForPreTraining": "BERT pre-trained with bert-flax (MLM + NSP)",
-    "BertForSequenceClassification": "BERT fine-tuned with bert-flax for sequence classification",
-    "BertForQuestionAnswering": "BERT fine-tuned with bert-flax for extractive question answering",
-}
-NOTES = {
-    "BertForPreTraining": "NSP labels follow Hugging Face: logit 0 = IsNext, 1 = NotNext.",
-    "BertForSequenceClassification": "Labels: config.json's id2label.",
-    "BertForQuestionAnswering": "Outputs start and end logits over the tokens of `[CLS] question [SEP] context [SEP]`.",
-}
-
-
 def _model_card(loaded: LoadedModel, architecture: Architecture, dtype: str) -> str:
     name = architecture.name
     lines = [
@@ -65,7 +53,7 @@ def _model_card(loaded: LoadedModel, architecture: Architecture, dtype: str) -> 
         f"tags: [bert, {architecture.pipeline_tag}, bert-flax]",
         "---",
         "",
-        f"# {TITLES[name]}",
+        f"# {architecture.card_title}",
         "",
         f"Exported from {loaded.description} as `{name}` weights in {dtype}.",
     ]
@@ -86,7 +74,7 @@ def _model_card(loaded: LoadedModel, architecture: Architecture, dtype: str) -> 
         'tokenizer = BertTokenizerFast.from_pretrained("DIR")',
         "```",
         "",
-        NOTES[name],
+        architecture.card_note,
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,6 +1,6 @@
 """Inference with the pre-training heads: fill-mask and next-sentence, batched.
 
-`Predictor` serves any head class (architectures.py); the fine-tuned heads' tasks are in predict_heads.py.
+`Predictor` serves any head class (architectures.py); the fine-tuned heads' tasks are in finetune/predict.py.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from bert_flax.data.pairing import NSP_LABEL_NAMES
 from bert_flax.errors import UserError
 from bert_flax.interop.sources import load_model_source
 from bert_flax.model.architectures import PRETRAINING, architecture_of, check_heads, require
 
 log = logging.getLogger(__name__)
-NSP_LABELS = ("IsNext", "NotNext")  # Hugging Face: logit 0 = IsNext
 BATCH_SIZE = 32
 
 
@@ -112,6 +112,6 @@ def next_sentence(predictor: Predictor, pairs: Sequence[tuple[str, str]]) -> lis
         for probs in np.asarray(jax.nn.softmax(nsp_logits_Bx2, axis=-1)):
             label = int(np.argmax(probs))
             results.append(
-                {"label": NSP_LABELS[label], "probability": float(probs[label]), "is_next_probability": float(probs[0])}
+                {"label": NSP_LABEL_NAMES[label], "probability": float(probs[label]), "is_next_probability": float(probs[0])}
             )
     return results

@@ -23,7 +23,7 @@ from transformers import BertConfig, BertTokenizerFast
 from transformers.modeling_flax_utils import FlaxPreTrainedModel
 
 from bert_flax.engine.checkpoint import read_params
-from bert_flax.errors import UserError
+from bert_flax.errors import UserError, first_line
 from bert_flax.hub import load_local_or_hub
 from bert_flax.model.architectures import architecture_named
 from bert_flax.run.layout import RunDir
@@ -37,7 +37,11 @@ def _drop_flax_deprecation(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("transformers.modeling_flax_utils").addFilter(_drop_flax_deprecation)
-OFFLINE_FIX = "pass a run directory or a save_pretrained directory (offline, a local path)"
+# How to go on when a name is neither a local directory nor a cached hub model and the hub is unreachable.
+OFFLINE_FIX = (
+    "offline, pass a local directory (a bert-flax run or a save_pretrained model), "
+    "or train from scratch with --config configs/meditations_scratch.yaml"
+)
 
 
 @dataclasses.dataclass
@@ -63,12 +67,12 @@ class LoadedModel:
 
 
 def _run_config(run: RunDir) -> BertConfig:
-    for path in (run.model_config, run.final / "config.json"):
-        if path.is_file():
-            return BertConfig.from_json_file(str(path))
-    raise UserError(
-        f"run {run.path} has no {RunDir.MODEL_CONFIG}; it was written by an older bert-flax, export its final/"
-    )
+    if not run.model_config.is_file():
+        raise UserError(
+            f"run {run.path} has no {RunDir.MODEL_CONFIG} (a training run writes it before its first step); "
+            "pass a complete run or a save_pretrained directory"
+        )
+    return BertConfig.from_json_file(str(run.model_config))
 
 
 def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
@@ -98,7 +102,7 @@ def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
     raise AssertionError("unreachable")
 
 
-def _from_pretrained(name: str, seed: int, fix: str) -> LoadedModel:
+def _from_pretrained(name: str, seed: int) -> LoadedModel:
     def load(path: str, **kwargs: Any) -> FlaxPreTrainedModel:
         verbosity = transformers.logging.get_verbosity()
         transformers.logging.set_verbosity_error()  # callers report missing heads themselves
@@ -116,17 +120,17 @@ def _from_pretrained(name: str, seed: int, fix: str) -> LoadedModel:
             transformers.logging.set_verbosity(verbosity)
 
     if _only_bin(Path(name).expanduser()):  # transformers reads it with torch.load(weights_only=True)
-        model = load_local_or_hub(name, lambda path, **kw: load(path, from_pt=True, **kw), "model", fix)
+        model = load_local_or_hub(name, lambda path, **kw: load(path, from_pt=True, **kw), "model", OFFLINE_FIX)
     else:
-        model = load_local_or_hub(name, load, "model", fix)
+        model = load_local_or_hub(name, load, "model", OFFLINE_FIX)
     params = jax.tree.map(lambda x: np.asarray(x, np.float32), model.params)
     return LoadedModel(model.config, params, name, f"{name}")
 
 
-def load_model_source(source: str, seed: int = 0, fix: str = OFFLINE_FIX) -> LoadedModel:
+def load_model_source(source: str, seed: int = 0) -> LoadedModel:
     """Resolve SOURCE (see the module docstring) to config, params and tokenizer.
 
-    `seed` initialises weights the checkpoint lacks; `fix` ends the error when nothing loads.
+    `seed` initialises weights the checkpoint lacks.
     """
     path = Path(source).expanduser()
     if path.is_dir() and RunDir(path).is_run():
@@ -141,7 +145,7 @@ def load_model_source(source: str, seed: int = 0, fix: str = OFFLINE_FIX) -> Loa
         raise UserError(f"{source} is not a model: no config.json (nor a bert-flax run with {RunDir.CONFIG})")
     if path.is_dir():
         _check_bin_is_a_state_dict(path)
-    return _from_pretrained(source, seed, fix)
+    return _from_pretrained(source, seed)
 
 
 def _is_path_not_hub_name(source: str) -> bool:
@@ -168,7 +172,7 @@ def _check_bin_is_a_state_dict(path: Path) -> None:
         try:
             state = torch.load(bin_file, map_location="cpu", weights_only=True)
         except Exception as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = first_line(err)
             raise UserError(
                 f"{bin_file} is not a plain state dict ({reason[:160]}); save it with safetensors"
             ) from None

@@ -17,6 +17,7 @@ from transformers import (
     FlaxBertForSequenceClassification,
 )
 
+from bert_flax.data.pairing import NSP_LABEL_NAMES
 from bert_flax.errors import UserError
 
 
@@ -35,9 +36,11 @@ class Architecture:
     flax_class: type
     heads: tuple[str, ...]  # top-level parameter groups besides "bert"
     outputs: tuple[Output, ...]
-    title: str  # for messages and model cards
+    title: str  # for messages
     pipeline_tag: str  # the hub's task tag
     made_by: str  # where a model with this head comes from, for error messages
+    card_title: str  # the heading of an export's model card
+    card_note: str  # what a user of the export must know about its outputs
 
     @property
     def torch_class(self) -> type:
@@ -58,6 +61,8 @@ ARCHITECTURES = {
             "pre-training heads (MLM + NSP)",
             "fill-mask",
             "a `bert-flax pretrain` run or a pre-trained BERT",
+            "BERT pre-trained with bert-flax (MLM + NSP)",
+            "NSP labels follow Hugging Face: " + ", ".join(f"logit {i} = {n}" for i, n in enumerate(NSP_LABEL_NAMES)),
         ),
         Architecture(
             "BertForSequenceClassification",
@@ -67,6 +72,8 @@ ARCHITECTURES = {
             "a sequence-classification head",
             "text-classification",
             "a `bert-flax finetune classify` run (or its best/ or final/)",
+            "BERT fine-tuned with bert-flax for sequence classification",
+            "Labels: config.json's id2label.",
         ),
         Architecture(
             "BertForQuestionAnswering",
@@ -76,6 +83,8 @@ ARCHITECTURES = {
             "a question-answering head",
             "question-answering",
             "a `bert-flax finetune qa` run (or its best/ or final/)",
+            "BERT fine-tuned with bert-flax for extractive question answering",
+            "Outputs start and end logits over the tokens of `[CLS] question [SEP] context [SEP]`.",
         ),
     )
 }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-BASELINES = ("hf-example",)  # what `bert-flax bench --baseline` can time next to ours
 FLOPS_HELP = (
     "MFU = model FLOPs/s ÷ (peak TFLOP/s per device × devices). Model FLOPs per token (B×L tokens per step): "
     "6·N_enc + 12·layers·L·H + 6·(H² + H·V)·P/L, where N_enc = layers·(12·H² + 13·H) is every parameter of "

@@ -1,4 +1,4 @@
-"""Building transformers' FlaxBertForPreTraining: from a preset (random init) or a checkpoint.
+"""transformers' FlaxBertForPreTraining: a preset's config and random init, and its forward pass.
 
 The module and its parameter tree are exactly Hugging Face's, so `save_pretrained` and every
 tool that reads HF BERT weights work on what we train. Parameters are always float32;
@@ -9,7 +9,6 @@ tool that reads HF BERT weights work on what we train. Parameters are always flo
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
 import jax
@@ -20,16 +19,12 @@ from transformers import BertConfig, FlaxBertForPreTraining
 
 from bert_flax.config import MODEL_PRESETS, PRESET_MAX_POSITIONS, Config, ModelConfig
 from bert_flax.errors import UserError
-from bert_flax.interop.sources import load_model_source
 from bert_flax.model import fast_bert
 from bert_flax.model.fast_bert import FastOptions
 
 Params = dict[str, Any]
 # Parameter groups that a checkpoint without pre-training heads (a BertModel) lacks.
 HEAD_GROUPS = ("cls/predictions", "cls/seq_relationship", "bert/pooler")
-OFFLINE_FIX = "offline, train from scratch with --config configs/meditations_scratch.yaml or pass model.init=DIR"
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -78,7 +73,8 @@ def init_params(model: FlaxBertForPreTraining, seed: int, sharding: jax.sharding
     return jax.jit(init, out_shardings=jax.tree.map(lambda _: sharding, shapes))(rng)
 
 
-def _from_preset(config: Config, vocab_size: int) -> PretrainingModel:
+def from_preset(config: Config, vocab_size: int) -> PretrainingModel:
+    """A `model.preset` BERT with random parameters (seeded by train.seed)."""
     bert_config = preset_config(config.model.preset, vocab_size)
     model = FlaxBertForPreTraining(bert_config, dtype=compute_dtype(config.model.dtype), _do_init=False)
     return PretrainingModel(model, init_params(model, config.train.seed))
@@ -92,47 +88,6 @@ def initialized_groups(loaded: Params, random: Params) -> tuple[str, ...]:
     loaded_flat, random_flat = flatten_dict(loaded, sep="/"), flatten_dict(random, sep="/")
     same = {k: np.array_equal(np.asarray(v), np.asarray(random_flat[k])) for k, v in loaded_flat.items()}
     return tuple(g for g in HEAD_GROUPS if all(v for k, v in same.items() if k.startswith(g + "/")))
-
-
-def _from_checkpoint(config: Config) -> PretrainingModel:
-    name, seed, dtype = config.model.init, config.train.seed, compute_dtype(config.model.dtype)
-    loaded = load_model_source(name, seed, OFFLINE_FIX)
-    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), loaded.params)
-    bert_config = loaded.config
-    heads: tuple[str, ...] = ()
-    fine_tuned = "cls" not in params  # a classification / QA model: its encoder, fresh pre-training heads
-    if fine_tuned:
-        bert_config = BertConfig.from_dict({**loaded.config.to_dict(), "architectures": ["BertForPreTraining"]})
-    if loaded.run_dir is None or fine_tuned:  # our own pre-training runs always hold the heads
-        # The same seed gives the same random init that from_pretrained used for missing weights.
-        random = FlaxBertForPreTraining(bert_config, seed=seed).params
-        if fine_tuned:
-            params = {**random, "bert": {**random["bert"], **params["bert"]}}
-        heads = initialized_groups(params, random)
-    model = FlaxBertForPreTraining(bert_config, dtype=dtype, _do_init=False)
-    return PretrainingModel(model, params, heads)
-
-
-def build_model(config: Config, vocab_size: int) -> PretrainingModel:
-    """FlaxBertForPreTraining from `model.init` (a checkpoint) or `model.preset` (random init).
-
-    `vocab_size` is the tokenizer's; a checkpoint with another vocabulary size is an error.
-    """
-    pretrained = _from_checkpoint(config) if config.model.init else _from_preset(config, vocab_size)
-    model_vocab = pretrained.config.vocab_size
-    if model_vocab != vocab_size:
-        raise UserError(
-            f"the tokenizer has {vocab_size} tokens but model.init={config.model.init} has {model_vocab}; "
-            "use the checkpoint's own tokenizer (tokenizer.name=the same name or directory)"
-        )
-    check_max_seq_len(config.data.max_seq_len, pretrained.config, f"model.init={config.model.init}")
-    if pretrained.initialized_heads:  # after the checks: bad input gets its one error line, nothing else
-        log.warning(
-            "model.init=%s has no weights for %s; they start from random init",
-            config.model.init,
-            ", ".join(pretrained.initialized_heads),
-        )
-    return pretrained
 
 
 def check_max_seq_len(max_seq_len: int, bert_config: BertConfig, description: str) -> None:

@@ -2,7 +2,7 @@
 
 A run dir belongs to one config. Rerunning the same config resumes; another config is refused
 before anything in the directory is touched. Every module names a run's files through `RunDir`,
-so the layout below (../shared/CONTRACTS.md, "Run directory") is spelled once:
+so the layout below (the README's run-directory table) is spelled once:
 
     config.yaml       the resolved config          metrics.jsonl   one JSON event per line
     tokenizer/        the tokenizer (HF format)    model_config.json  BertConfig of the checkpoints

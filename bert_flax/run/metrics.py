@@ -7,20 +7,12 @@ Inf, which JSON cannot spell, are written as the strings "nan", "inf", "-inf".
 from __future__ import annotations
 
 import json
-import math
-import numbers
 from pathlib import Path
 from typing import Any, TextIO
 
 from bert_flax.disk import write_file
+from bert_flax.formats import json_number, read_number
 from bert_flax.run.layout import RunDir
-
-
-def _json_value(value: Any) -> Any:
-    """NaN and Inf as strings: JSON has no literal for them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 def scalars(record: dict[str, Any]) -> dict[str, float]:
@@ -28,12 +20,9 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
     split = record.get("split", "train")
     values = {}
     for key, value in record.items():
-        if key in ("step", "split", "elapsed_seconds") or isinstance(value, bool):
-            continue
-        if isinstance(value, str) and value in ("nan", "inf", "-inf"):  # see _json_value
-            value = float(value)
-        if isinstance(value, numbers.Real):
-            values[f"{split}/{key}"] = float(value)
+        number = read_number(value)
+        if key not in ("step", "split", "elapsed_seconds") and number is not None:
+            values[f"{split}/{key}"] = number
     return values
 
 
@@ -63,7 +52,7 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is not None:
-            self._file.write(json.dumps({key: _json_value(value) for key, value in record.items()}) + "\n")
+            self._file.write(json.dumps({key: json_number(value) for key, value in record.items()}) + "\n")
             self._file.flush()  # a crash loses no event, readers see whole lines
 
     def close(self) -> None:

@@ -6,12 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+from bert_flax.formats import format_duration
 
 
 class Progress:

@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from bert_flax.config import MODEL_PRESETS, Config, load_config
 from bert_flax.disk import check_writable_dir, write_file
 from bert_flax.errors import UserError
+from bert_flax.formats import format_duration, json_number, read_number
 from bert_flax.run.layout import RunDir, read_saved_eval
 from bert_flax.run.metrics import read_metrics
 
@@ -58,18 +59,6 @@ def direction(key: str) -> str | None:
     return None
 
 
-def _number(value: Any) -> float | None:
-    """A metric value as a float; metrics.jsonl writes NaN and Inf as strings."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     """metrics.jsonl's train and eval events (`read_metrics` skips a line cut by a crash)."""
     return [r for r in read_metrics(run_dir) if r.get("split") in ("train", "eval") and isinstance(r.get("step"), int)]
@@ -100,7 +89,7 @@ def check_run(run_dir: Path) -> tuple[Config, list[dict[str, Any]]]:
 def _metrics(event: dict[str, Any] | None) -> dict[str, float] | None:
     if event is None:
         return None
-    values = {key: _number(value) for key, value in event.items() if direction(key) is not None}
+    values = {key: read_number(value) for key, value in event.items() if direction(key) is not None}
     return {"step": event["step"], **{key: value for key, value in values.items() if value is not None}}
 
 
@@ -109,7 +98,7 @@ def best_eval(evals: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     best: dict[str, dict[str, float]] = {}
     for event in evals:
         for key, raw in event.items():
-            value, sense = _number(raw), direction(key)
+            value, sense = read_number(raw), direction(key)
             if sense is None or value is None or not math.isfinite(value):
                 continue
             if key not in best or (value < best[key]["value"] if sense == "min" else value > best[key]["value"]):
@@ -131,7 +120,7 @@ def summarize(run_dir: Path, config: Config, events: list[dict[str, Any]]) -> di
     train = [e for e in events if e["split"] == "train"]
     evals = [e for e in events if e["split"] == "eval"]
     pretraining = any(key in e for e in train for key in ("mlm_loss", "nsp_loss"))
-    rates = [r for r in (_number(e.get("tokens_per_second")) for e in train) if r is not None and math.isfinite(r)]
+    rates = [r for r in (read_number(e.get("tokens_per_second")) for e in train) if r is not None and math.isfinite(r)]
     return {
         "run_dir": str(run_dir),
         "task": "pretrain" if pretraining else f"finetune {config.finetune.task}",
@@ -146,7 +135,7 @@ def summarize(run_dir: Path, config: Config, events: list[dict[str, Any]]) -> di
         },
         "steps_done": max(e["step"] for e in train),
         "steps_planned": config.train.steps,
-        "wall_time_seconds": _number(events[-1].get("elapsed_seconds")),
+        "wall_time_seconds": read_number(events[-1].get("elapsed_seconds")),
         "median_tokens_per_second": statistics.median(rates) if rates else None,
         "final_train": _metrics(train[-1]),
         "final_eval": _metrics(evals[-1] if evals else None),
@@ -157,17 +146,9 @@ def summarize(run_dir: Path, config: Config, events: list[dict[str, Any]]) -> di
     }
 
 
-def _num(value: float | None) -> str:
+def _cell(value: float | None) -> str:
+    """A metric in a table: 4 significant digits, "-" when absent."""
     return "-" if value is None else f"{value:.4g}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m {secs:02d}s"
 
 
 def run_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -189,13 +170,13 @@ def run_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             f"{optim['schedule']} decay, weight decay {optim['weight_decay']:g}, clip {optim['clip_norm']:g}",
         ),
         ("steps", f"{done} / {planned}" + (" (finished)" if done >= planned else "")),
-        ("wall time", _duration(summary["wall_time_seconds"])),
+        ("wall time", "-" if summary["wall_time_seconds"] is None else format_duration(summary["wall_time_seconds"])),
         ("median tokens/s", "-" if rate is None else f"{rate:,.0f}"),
         ("checkpoints", ", ".join(map(str, summary["checkpoints"])) or "none"),
         ("final/", "present" if summary["final_present"] else "absent"),
     ]
     if saved is not None:
-        shown = ", ".join(f"{k} {_num(v)}" for k, v in saved.items() if k != "step" and direction(k))
+        shown = ", ".join(f"{k} {_cell(v)}" for k, v in saved.items() if k != "step" and direction(k))
         rows.append(("best/", f"step {saved.get('step')}: {shown}"))
     return [row for row in rows if row[1]]  # finetune runs have no objectives
 
@@ -210,7 +191,7 @@ def metric_rows(summary: dict[str, Any]) -> list[list[str]]:
     for key in keys:
         found = best.get(key)
         step = "-" if found is None else str(found["step"])
-        rows.append([key, _num(train.get(key)), _num(last.get(key)), _num(found and found["value"]), step])
+        rows.append([key, _cell(train.get(key)), _cell(last.get(key)), _cell(found and found["value"]), step])
     return rows
 
 
@@ -242,7 +223,7 @@ def format_markdown(summary: dict[str, Any], plots: dict[str, Path], run_dir: Pa
 
 
 def _series(events: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    points = [(e["step"], _number(e.get(key))) for e in events]
+    points = [(e["step"], read_number(e.get(key))) for e in events]
     points = [(step, value) for step, value in points if value is not None and math.isfinite(value)]
     steps, values = zip(*points) if points else ((), ())
     return np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
@@ -336,9 +317,7 @@ def _plain(value: Any) -> Any:
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_plain(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return str(value) if isinstance(value, Path) else value
+    return str(value) if isinstance(value, Path) else json_number(value)
 
 
 def write_report(run_dir: str | Path) -> Report:

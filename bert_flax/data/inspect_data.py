@@ -8,11 +8,9 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from bert_flax.data.dataset import PretrainingData
-from bert_flax.data.pairing import Instances
+from bert_flax.data.pairing import NSP_LABEL_NAMES, Instances
 from bert_flax.data.pipeline import Batch, DataPosition
-from bert_flax.data.tokenized import TokenizedCorpus
-
-LABEL_NAMES = ("IsNext", "NotNext")
+from bert_flax.data.token_corpus import TokenizedCorpus
 
 
 def _locate(tokenized: TokenizedCorpus, start: int, end: int) -> tuple[int, list[int]]:
@@ -84,7 +82,7 @@ def render(record: dict[str, Any], index: int, nsp: bool, tokenizer: PreTrainedT
         tokens.append(token)
     header = f"#{index}"
     if nsp:
-        header += f"  {LABEL_NAMES[record['next_sentence_labels']]}"
+        header += f"  {NSP_LABEL_NAMES[record['next_sentence_labels']]}"
     if "doc_a" in record:
         header += f"  A: doc {record['doc_a']} sentences {record['sentences_a']}"
         if "doc_b" in record:

@@ -17,8 +17,9 @@ from bert_flax.data.pipeline import DataPosition
 from bert_flax.engine.optim import decay_mask, learning_rate_schedule, make_optimizer
 from bert_flax.engine.parallel import JitDataParallel, make_data_parallel
 from bert_flax.engine.step import init_train_state, make_train_step, micro_batches
+from bert_flax.interop.model_init import build_model
 from bert_flax.model.losses import normalize, pretraining_task
-from bert_flax.model.pretraining import PretrainingModel, build_model, init_params, preset_config
+from bert_flax.model.pretraining import PretrainingModel, init_params, preset_config
 
 
 @pytest.fixture(scope="module")

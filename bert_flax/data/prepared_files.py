@@ -21,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from bert_flax.data.tokenized import ShardedTokens, TokenizedCorpus
+from bert_flax.data.token_corpus import ShardedTokens, TokenizedCorpus
 from bert_flax.errors import UserError
 
 FORMAT = "bert_flax.prepared"

@@ -15,20 +15,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from bert_flax.config import DataConfig
-from bert_flax.data.corpus import split_documents
-from bert_flax.data.reader import (
-    BOM,
-    decode_utf8,
-    first_document_end,
-    last_document_end,
-    read_chunks,
-    source_identity,
-    total_bytes,
-)
-from bert_flax.data.row_random import RowRandom, derive_key
+from bert_flax.data.documents import first_document_end, last_document_end, split_documents, strip_bom
+from bert_flax.data.reader import decode_utf8, read_chunks, source_identity, total_bytes
+from bert_flax.data.row_random import RowRandom, Stream, derive_key
 
 WINDOW_BYTES = 1 << 20
-_SAMPLE_STREAM = 7
 
 
 def sample_key(data: DataConfig, sample_bytes: int) -> list[Any]:
@@ -45,8 +36,8 @@ def _window_documents(path: Path, offset: int, size: int, mode: str) -> list[str
     if offset > 0:  # start after the first boundary: the window may begin inside a document
         skip = first_document_end(raw, mode)
         raw, offset = raw[skip:], offset + skip
-    elif raw.startswith(BOM):  # a leading byte-order mark is not text (as in read_file_chunks)
-        raw, offset = raw[len(BOM):], len(BOM)
+    else:
+        raw, offset = strip_bom(raw)
     end = len(raw) if at_end else last_document_end(raw, mode)
     return split_documents(decode_utf8(raw[:end], path, offset), mode)
 
@@ -58,7 +49,7 @@ def _file_windows(identity: list[dict[str, Any]], sample_bytes: int) -> Iterator
     file_starts = np.concatenate([[0], np.cumsum(sizes)])
     windows = -(-sample_bytes // WINDOW_BYTES)
     stratum = file_starts[-1] / windows
-    jitter = RowRandom(derive_key(0, _SAMPLE_STREAM), np.arange(windows)).random()
+    jitter = RowRandom(derive_key(0, Stream.TOKENIZER_SAMPLE), np.arange(windows)).random()
     starts = (np.arange(windows) * stratum + jitter * max(stratum - WINDOW_BYTES, 0)).astype(np.int64)
     size = min(WINDOW_BYTES, int(np.ceil(stratum)))
     for start in starts:

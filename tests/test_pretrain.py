@@ -15,8 +15,9 @@ from conftest import REPO_ROOT, smoke_config
 from transformers import BertTokenizerFast, FlaxBertForPreTraining
 
 from bert_flax.cli import main
+from bert_flax.engine.loop import TrainingDiverged
 from bert_flax.errors import UserError
-from bert_flax.pretrain import TrainingDiverged, pretrain
+from bert_flax.pretrain import pretrain
 from bert_flax.run.metrics import read_metrics
 
 METRIC_KEYS = {"step", "split", "loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy", "elapsed_seconds"}

@@ -1,7 +1,7 @@
 """The corpus as token ids: sentences back to back in one array, with offsets.
 
 The arrays are plain NumPy in memory for a small corpus built in a test, or memory-mapped views
-of a prepared dataset (`data/prepared.py`), where the token array may span several files.
+of a prepared dataset (`data/prepared_files.py`), where the token array may span several files.
 """
 
 from __future__ import annotations

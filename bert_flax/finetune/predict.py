@@ -14,23 +14,22 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
-import yaml
 
-from bert_flax.config import FinetuneConfig
+from bert_flax.config import FinetuneConfig, load_config
 from bert_flax.errors import UserError
+from bert_flax.finetune.heads import TASK_ARCHITECTURES
 from bert_flax.finetune.qa_features import make_features
 from bert_flax.finetune.qa_postprocess import span_predictions
 from bert_flax.finetune.squad import QAExample
 from bert_flax.interop.predict import BATCH_SIZE, Predictor, chunks
 from bert_flax.run.layout import RunDir
 
-CLASSIFY, QA = "BertForSequenceClassification", "BertForQuestionAnswering"
 DEFAULT_QA_SEQ_LEN = 384  # SQuAD's usual window, when the source carries no fine-tuning config
 
 
 def classify(predictor: Predictor, texts: Sequence[str], pairs: Sequence[str | None] | None = None) -> list[dict]:
     """For every text (or text pair, where `pairs[i]` is not None): {label, probability} of the likeliest label."""
-    predictor.require(CLASSIFY, "predict classify")
+    predictor.require(TASK_ARCHITECTURES["classify"], "predict classify")
     pairs = list(pairs) if pairs is not None else [None] * len(texts)
     id2label = predictor.config.id2label
     results: list[dict] = [{} for _ in texts]
@@ -56,10 +55,8 @@ def qa_settings(predictor: Predictor) -> QASettings:
     run_dir = _run_dir(predictor)
     if run_dir is None:
         return QASettings(min(DEFAULT_QA_SEQ_LEN, predictor.config.max_position_embeddings), FinetuneConfig())
-    raw = yaml.safe_load(RunDir(run_dir).config.read_text(encoding="utf-8")) or {}
-    names = {field.name for field in dataclasses.fields(FinetuneConfig)}
-    finetune = FinetuneConfig(**{k: v for k, v in (raw.get("finetune") or {}).items() if k in names})
-    return QASettings(int(raw.get("data", {}).get("max_seq_len", DEFAULT_QA_SEQ_LEN)), finetune)
+    config = load_config(RunDir(run_dir).config)
+    return QASettings(config.data.max_seq_len, config.finetune)
 
 
 def _run_dir(predictor: Predictor) -> Path | None:
@@ -77,7 +74,7 @@ def answer_questions(
 
     `score` is the span's start logit + end logit (None when no span was possible).
     """
-    predictor.require(QA, "predict qa")
+    predictor.require(TASK_ARCHITECTURES["qa"], "predict qa")
     if not context.strip():
         raise UserError("the context is empty; pass --context TEXT or --context-file FILE with the text to search")
     if not questions:
@@ -98,16 +95,7 @@ def answer_questions(
         )
         start_parts.append(np.asarray(outputs.start_logits, np.float32))
         end_parts.append(np.asarray(outputs.end_logits, np.float32))
-    predictions = span_predictions(
-        examples,
-        features,
-        np.concatenate(start_parts),
-        np.concatenate(end_parts),
-        tune.n_best,
-        tune.max_answer_len,
-        tune.version_2,
-        tune.null_threshold,
-    )
+    predictions = span_predictions(examples, features, np.concatenate(start_parts), np.concatenate(end_parts), tune)
     results = []
     for example in examples:
         found = predictions[example.id]

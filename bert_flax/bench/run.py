@@ -1,0 +1,181 @@
+"""`bert-flax bench`: the trainer's step timed (tokens/s, MFU, compile time, memory), optionally next to
+the other `model.impl` and a registered baseline, all on the same batches and initial parameters.
+
+"ours" is exactly the trainer's path (modes.trainer_mode). `compile_only` compiles the step on shapes
+alone (no state allocated, nothing run) and reports compile time and XLA's memory_analysis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from transformers import FlaxBertForPreTraining
+
+from bert_flax.bench.baselines import BASELINES
+from bert_flax.bench.device import memory, resolve_peak_tflops, xla_flops
+from bert_flax.bench.ours import other_impl_config, trainer_mode
+from bert_flax.bench.synthetic import synthetic_batch, synthetic_vocab_size
+from bert_flax.bench.timing import Batches, Mode, StepWork, step_rates, time_interleaved
+from bert_flax.config import Config
+from bert_flax.engine.optim import learning_rate_schedule, make_optimizer
+from bert_flax.engine.parallel import check_batch_sizes, make_data_parallel
+from bert_flax.engine.step import init_train_state
+from bert_flax.errors import UserError
+from bert_flax.interop.model_init import build_model
+from bert_flax.model.flops import flops_per_token
+from bert_flax.model.losses import pretraining_task
+from bert_flax.model.pretraining import PretrainingModel, compute_dtype, preset_config
+
+SYNTHETIC_POOL = 8  # distinct synthetic batches, cycled
+DATA_SOURCES = ("synthetic", "real")
+
+
+def _check_options(
+    steps: int, warmup: int, baseline: str | None, data: str, prefetch: int, peak: float | None, measure: bool
+) -> None:
+    if steps < 1 or warmup < 0 or prefetch < 0:
+        raise UserError(f"--steps must be ≥ 1, --warmup and --prefetch ≥ 0; got {steps}, {warmup}, {prefetch}")
+    if baseline is not None and baseline not in BASELINES:
+        raise UserError(f"--baseline must be one of {', '.join(BASELINES)}; got {baseline!r}")
+    if data not in DATA_SOURCES:
+        raise UserError(f"--data must be synthetic or real; got {data!r}")
+    if peak is not None and (measure or peak <= 0):
+        raise UserError("--peak-tflops must be positive and cannot be combined with --measure-peak")
+
+
+def _model_and_batches(config: Config, data: str) -> tuple[PretrainingModel, int, Batches]:
+    """The model, its vocabulary size and the host-batch factory: the corpus' batches through the input
+    pipeline (`real`), or a cycled pool of synthetic ones; every mode starts from the same batches."""
+    if data == "real":
+        from bert_flax.data.dataset import build_pretraining_data
+
+        prepared = build_pretraining_data(config)
+        vocab_size, stream = prepared.ids.vocab_size, prepared.train
+        batches: Batches = lambda: (batch for batch, _ in stream.iterate())  # noqa: E731
+    else:
+        vocab_size = synthetic_vocab_size(config)
+        rng = np.random.default_rng(config.train.seed)
+        pool = [synthetic_batch(config, vocab_size, rng) for _ in range(SYNTHETIC_POOL)]
+        batches = lambda: itertools.cycle(pool)  # noqa: E731
+    return build_model(config, vocab_size), vocab_size, batches
+
+
+def _mode_report(mode: Mode, work: StepWork) -> dict[str, Any]:
+    return {
+        "compile_seconds": mode.compile_seconds,
+        **step_rates(mode.times, work),
+        **memory(mode.compiled),
+        "xla_flops_per_step": xla_flops(mode.compiled),
+        "last_loss": mode.loss(mode.outputs),
+    }
+
+
+def _setup(config: Config, pretrained: PretrainingModel, vocab_size: int, data: str, prefetch: int) -> dict[str, Any]:
+    """What was timed, for the report's header."""
+    device = jax.devices()[0]
+    return {
+        "backend": device.platform,
+        "device_kind": device.device_kind,
+        "devices": jax.device_count(),
+        "jax": jax.__version__,
+        "preset": config.model.preset if not config.model.init else config.model.init,
+        "layers": pretrained.config.num_hidden_layers,
+        "hidden": pretrained.config.hidden_size,
+        "vocab_size": vocab_size,
+        "dtype": config.model.dtype,
+        "impl": config.model.impl,
+        "remat": config.model.remat,
+        "scan_layers": config.model.scan_layers,
+        "attention_dropout": config.model.attention_dropout,
+        "batch_size": config.train.batch_size,
+        "max_seq_len": config.data.max_seq_len,
+        "num_predictions": config.masking.num_predictions(config.data.max_seq_len),
+        "parallel_mode": config.parallel.mode,
+        "data": data,
+        "prefetch": prefetch,
+    }
+
+
+def run_bench(
+    config: Config,
+    steps: int = 20,
+    warmup: int = 3,
+    baseline: str | None = None,
+    data: str = "synthetic",
+    prefetch: int = 2,
+    peak_tflops: float | None = None,
+    measure_peak: bool = False,
+    compare_impl: bool = False,
+) -> dict[str, Any]:
+    """Time the trainer's step ("ours"), with `compare_impl` also the other `model.impl` ("ours-hf" or
+    "ours-fast") and with `baseline` a registered baseline, interleaved on the same batches; one dict."""
+    _check_options(steps, warmup, baseline, data, prefetch, peak_tflops, measure_peak)
+    check_batch_sizes(config, jax.device_count(), jax.process_count())
+    pretrained, vocab_size, batches = _model_and_batches(config, data)
+    peak, peak_source = resolve_peak_tflops(peak_tflops, measure_peak, pretrained.model.dtype)
+
+    other_config = other_impl_config(config)
+    other_name = f"ours-{other_config.model.impl}"
+    modes = {"ours": trainer_mode(config, pretrained, batches, prefetch)}
+    if compare_impl:
+        modes[other_name] = trainer_mode(other_config, pretrained, batches, prefetch)
+    if baseline is not None:
+        modes[baseline] = BASELINES[baseline].mode(config, pretrained, batches, prefetch)
+    time_interleaved(list(modes.values()), steps, warmup)
+
+    batch_size, seq_len = config.train.batch_size, config.data.max_seq_len
+    per_token = flops_per_token(pretrained.config, seq_len, config.masking.num_predictions(seq_len))
+    work = StepWork(
+        tokens=batch_size * seq_len,
+        sequences=batch_size,
+        model_flops=per_token * batch_size * seq_len,
+        peak_tflops=None if peak is None else peak * jax.device_count(),
+    )
+    results: dict[str, Any] = {name: _mode_report(mode, work) for name, mode in modes.items()}
+    rate = {name: report["tokens_per_second"] for name, report in results.items()}
+    if baseline is not None:
+        results["ratio_tokens_per_second"] = rate["ours"] / rate[baseline]
+    if compare_impl:
+        fast, hf = ("ours", other_name) if config.model.impl == "fast" else (other_name, "ours")
+        results["ratio_fast_to_hf"] = rate[fast] / rate[hf]
+    timing = {"steps": steps, "warmup": warmup, "model_flops_per_token": per_token}
+    return {**_setup(config, pretrained, vocab_size, data, prefetch), **timing,
+            "peak_tflops_per_device": peak, "peak_source": peak_source, **results}
+
+
+def compile_only(config: Config) -> dict[str, Any]:
+    """Compile the trainer's step for a `model.preset` without allocating or running it: state and batch
+    are shapes only (`jax.eval_shape`), so a step far larger than this machine's memory still compiles.
+    Compile time and XLA's memory_analysis of the compiled step, for this machine's backend."""
+    if config.model.init or config.parallel.mode != "jit":
+        raise UserError("--compile-only needs model.init= (a model.preset) and parallel.mode=jit")
+    check_batch_sizes(config, jax.device_count(), jax.process_count())
+    vocab_size = synthetic_vocab_size(config)
+    model = FlaxBertForPreTraining(
+        preset_config(config.model.preset, vocab_size), dtype=compute_dtype(config.model.dtype), _do_init=False
+    )
+    tx = make_optimizer(config.optim, config.train.steps)
+    schedule = learning_rate_schedule(config.optim, config.train.steps)
+    parallel = make_data_parallel(pretraining_task(model, config.train.objectives, config.model), tx, schedule, config)
+    init = lambda key: init_train_state(model.init_weights(key, (1, 1)), tx, config.train.seed)  # noqa: E731
+    state = jax.eval_shape(init, jax.random.PRNGKey(0))
+    host_batch = synthetic_batch(config, vocab_size, np.random.default_rng(0))
+    batch = {key: jax.ShapeDtypeStruct(value.shape, value.dtype) for key, value in host_batch.items()}
+    start = time.perf_counter()
+    compiled = parallel.compile_train_step(state, batch)
+    return {
+        "backend": jax.devices()[0].platform,
+        "preset": config.model.preset,
+        "impl": config.model.impl,
+        "remat": config.model.remat,
+        "scan_layers": config.model.scan_layers,
+        "dtype": config.model.dtype,
+        "batch_size": config.train.batch_size,
+        "max_seq_len": config.data.max_seq_len,
+        "compile_seconds": time.perf_counter() - start,
+        **memory(compiled),
+    }
