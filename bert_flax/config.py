@@ -139,6 +139,12 @@ class DataConfig(_Section):
     pairing: Literal["segments", "sentences"] = "segments"
     # Probability of a shorter target length for a segment pair (Google's short_seq_prob).
     short_seq_prob: float = 0.1
+    # Pack several whole examples (NSP pairs, or windows with train.objectives=[mlm]) into each row, packed by
+    # best-fit decreasing in groups of examples and isolated by block-diagonal attention (needs model.impl=fast),
+    # so the step computes on text instead of padding. Off: one example per row, padded.
+    packing: bool = False
+    # With packing: at most this many examples in a row (the width of the batch's per-example arrays).
+    max_examples_per_row: int = 16
     # Where downloads and prepared corpora are cached. Empty: $BERT_FLAX_CACHE or ~/.cache/bert_flax.
     cache_dir: str = ""
     # The prepared (tokenized, memory-mapped) dataset: `bert-flax prepare` writes it, `pretrain` builds it
@@ -156,6 +162,7 @@ class DataConfig(_Section):
         self._check(self.prepare_workers >= 0, "prepare_workers", "must be 0 (one per core) or more")
         self._check(self.prepare_chunk_bytes >= 1024, "prepare_chunk_bytes", "must be at least 1024")
         self._check(self.max_seq_len >= 8, "max_seq_len", "must be at least 8")
+        self._check(self.max_examples_per_row >= 1, "max_examples_per_row", "must be at least 1")
         self._check_probability("short_seq_prob")
 
 
@@ -187,7 +194,8 @@ class MaskingConfig(_Section):
     section: typing.ClassVar[str] = "masking"
     # Fraction of (non-special) tokens selected for prediction.
     mask_prob: float = 0.15
-    # Predictions per sequence. null: max_seq_len × mask_prob rounded up to a multiple of 4.
+    # Prediction slots per row. null: max_seq_len × mask_prob rounded up to a multiple of 4; with data.packing,
+    # the most the masking rule can select in a row of data.max_examples_per_row examples, rounded up the same way.
     max_predictions: Optional[int] = None
     # Of the selected tokens: this fraction becomes [MASK] ...
     mask_replace_prob: float = 0.8
@@ -208,11 +216,24 @@ class MaskingConfig(_Section):
         if self.max_predictions is not None:
             self._check(self.max_predictions >= 1, "max_predictions", "must be at least 1")
 
-    def num_predictions(self, max_seq_len: int) -> int:
-        """P, the fixed number of prediction slots per sequence."""
+    def num_predictions(self, max_seq_len: int, examples_per_row: int = 1) -> int:
+        """P, the fixed number of prediction slots per row (`examples_per_row` > 1: packed rows)."""
         if self.max_predictions is not None:
             return self.max_predictions
-        return 4 * math.ceil(max_seq_len * self.mask_prob / 4)
+        most = max_seq_len * self.mask_prob if examples_per_row == 1 else self.row_prediction_bound(max_seq_len, examples_per_row)
+        return min(max_seq_len, 4 * math.ceil(most / 4))
+
+    def row_prediction_bound(self, max_seq_len: int, examples_per_row: int) -> int:
+        """The most predictions the masking rule selects in one row of `max_seq_len` positions holding at most
+        `examples_per_row` examples.
+
+        An example of m maskable tokens gets max(1, round-half-up(mask_prob × m)) <= mask_prob × m + 1, and k
+        examples have at most max_seq_len − 2k maskable tokens together ([CLS] and [SEP] at least), so a row
+        of k examples holds at most mask_prob × (max_seq_len − 2k) + k predictions (k at most max_seq_len // 3).
+        """
+        most_examples = max(1, min(examples_per_row, max_seq_len // 3))
+        rows = (self.mask_prob * (max_seq_len - 2 * k) + k for k in range(1, most_examples + 1))
+        return min(max_seq_len, math.floor(max(rows) + 1e-9))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,12 +459,50 @@ class Config:
         predictions = self.masking.num_predictions(self.data.max_seq_len)
         if predictions > self.data.max_seq_len:
             _fail("masking.max_predictions", f"is {predictions}, more than data.max_seq_len={self.data.max_seq_len}")
+        if self.data.packing:
+            self._check_packing()
         context_tokens = self.data.max_seq_len - self.finetune.max_query_len - 3  # [CLS] Q [SEP] C [SEP]
         if self.finetune.task == "qa" and not 0 <= self.finetune.doc_stride < context_tokens:
             _fail(
                 "finetune.doc_stride",
                 f"is {self.finetune.doc_stride} but windows hold only {context_tokens} context tokens "
                 f"(data.max_seq_len - finetune.max_query_len - 3); lower it or raise data.max_seq_len",
+            )
+
+
+    @property
+    def examples_per_row(self) -> int:
+        """E, the width of a batch's per-example arrays: 1 unless data.packing."""
+        return self.data.max_examples_per_row if self.data.packing else 1
+
+    @property
+    def num_predictions(self) -> int:
+        """P, the prediction slots per row of this config's batches."""
+        return self.masking.num_predictions(self.data.max_seq_len, self.examples_per_row)
+
+    def _check_packing(self) -> None:
+        """data.packing needs the fast impl, rows that hold two examples, and room for every row's predictions."""
+        data = self.data
+        if self.model.impl != "fast":
+            _fail(
+                "data.packing",
+                "needs model.impl=fast (transformers' Flax BERT takes only a [B, L] attention mask, so packed "
+                "examples would attend to each other); set model.impl=fast or data.packing=false",
+            )
+        shortest = 5 if self.train.nsp else 3  # [CLS] A [SEP] B [SEP], or [CLS] A [SEP]
+        if data.max_seq_len < 2 * shortest:
+            _fail(
+                "data.max_seq_len",
+                f"is {data.max_seq_len} but a packed row must hold two examples of at least {shortest} tokens; "
+                f"use data.max_seq_len>={2 * shortest} or data.packing=false",
+            )
+        bound = self.masking.row_prediction_bound(data.max_seq_len, self.examples_per_row)
+        if self.masking.max_predictions is not None and self.masking.max_predictions < bound:
+            _fail(
+                "masking.max_predictions",
+                f"is {self.masking.max_predictions} but a packed row of data.max_seq_len={data.max_seq_len} with up "
+                f"to data.max_examples_per_row={data.max_examples_per_row} examples can hold {bound} predictions; "
+                f"use masking.max_predictions>={bound} or null",
             )
 
 

@@ -20,10 +20,14 @@ BATCH_KEYS = frozenset(
         "input_ids",
         "token_type_ids",
         "attention_mask",
+        "segment_ids",
+        "position_ids",
         "masked_lm_positions",
         "masked_lm_ids",
         "masked_lm_weights",
+        "cls_positions",
         "next_sentence_labels",
+        "example_weights",
     }
 )
 JAX_CACHE_ENV = {  # JAX reads these when it is imported, here and in the subprocesses tests start

@@ -34,7 +34,7 @@ def hf_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "attention_mask": batch["attention_mask"],
         "token_type_ids": batch["token_type_ids"],
         "labels": to_hf_labels(batch),
-        "next_sentence_label": batch["next_sentence_labels"],
+        "next_sentence_label": batch["next_sentence_labels"][:, 0],  # one example per row
     }
 
 

@@ -109,6 +109,11 @@ def add_bench(verbs: Any) -> None:
     peak.add_argument("--measure-peak", action="store_true", help="measure the peak with a large matmul")
     compare_help = "also time the trainer's step with the other model.impl (hf / fast)"
     command.add_argument("--compare-impl", action="store_true", help=compare_help)
+    packing_help = (
+        "also time the trainer's step with the other data.packing, each on its own rows of the corpus "
+        "(--data real, model.impl=fast): real tokens/s and examples/s, ratio_real_tokens_packed_to_unpacked"
+    )
+    command.add_argument("--compare-packing", action="store_true", help=packing_help)
     only_help = "only compile the step on shapes (nothing allocated or run): compile time and memory_analysis"
     command.add_argument("--compile-only", action="store_true", help=only_help)
     command.add_argument("--json", action="store_true", help="one JSON object")
@@ -130,6 +135,7 @@ def _bench(args: argparse.Namespace) -> int:
         peak_tflops=args.peak_tflops,
         measure_peak=args.measure_peak,
         compare_impl=args.compare_impl,
+        compare_packing=args.compare_packing,
     )
     if args.json:
         print(json.dumps(result))

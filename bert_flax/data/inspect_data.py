@@ -25,7 +25,8 @@ def _locate(tokenized: TokenizedCorpus, start: int, end: int) -> tuple[int, list
 def example_records(
     data: PretrainingData, num: int, split: str = "train", max_eval_batches: int = 0
 ) -> list[dict[str, Any]]:
-    """The first `num` examples of a split: the batch arrays per row plus tokens and provenance."""
+    """The first `num` rows of a split: the batch arrays of each row, its tokens, and per example (one, or
+    several in a packed row) where it sits in the row and where it comes from."""
     stream = data.train if split == "train" else data.eval
     if stream is None:
         return []
@@ -44,33 +45,47 @@ def example_records(
     return records
 
 
+def _example(data: PretrainingData, instances: Instances, index: int) -> dict[str, Any]:
+    """Documents and sentences of one instance's A and B."""
+    example: dict[str, Any] = {}
+    doc_a, sentences_a = _locate(data.tokenized, int(instances.a_start[index]), int(instances.a_end[index]))
+    example.update(doc_a=doc_a, sentences_a=sentences_a)
+    if instances.b_end[index] > instances.b_start[index]:
+        doc_b, sentences_b = _locate(data.tokenized, int(instances.b_start[index]), int(instances.b_end[index]))
+        example.update(doc_b=doc_b, sentences_b=sentences_b)
+    return example
+
+
 def _rows(data: PretrainingData, batch: Batch, instances: Instances, limit: int) -> list[dict[str, Any]]:
-    rows = []
-    for row in range(min(limit, len(batch["input_ids"]))):
-        if "example_weights" in batch and batch["example_weights"][row] == 0:
+    """Records of the rows that hold a real example; `instances` are the rows' examples, row by row."""
+    rows, first = [], 0
+    for row in range(len(batch["input_ids"])):
+        count = int(batch["segment_ids"][row].max())  # examples in the row
+        first, indices = first + count, range(first, first + count)
+        if len(rows) >= limit or not batch["example_weights"][row].any():
             continue
-        record: dict[str, Any] = {key: value[row].tolist() for key, value in batch.items() if key != "example_weights"}
+        record: dict[str, Any] = {key: value[row].tolist() for key, value in batch.items()}
         record["tokens"] = data.tokenizer.convert_ids_to_tokens(record["input_ids"])
-        doc_a, sentences_a = _locate(data.tokenized, int(instances.a_start[row]), int(instances.a_end[row]))
-        record.update(doc_a=doc_a, sentences_a=sentences_a)
-        if instances.b_end[row] > instances.b_start[row]:
-            doc_b, sentences_b = _locate(data.tokenized, int(instances.b_start[row]), int(instances.b_end[row]))
-            record.update(doc_b=doc_b, sentences_b=sentences_b)
+        lengths = np.bincount(batch["segment_ids"][row], minlength=count + 1)[1:]
+        record["examples"] = [
+            {"slot": slot, "offset": record["cls_positions"][slot], "length": int(lengths[slot]),
+             "next_sentence_label": record["next_sentence_labels"][slot], **_example(data, instances, index)}
+            for slot, index in enumerate(indices)
+        ]
         rows.append(record)
     return rows
 
 
-def render(record: dict[str, Any], index: int, nsp: bool, tokenizer: PreTrainedTokenizerBase) -> str:
-    """A readable view: masked positions shown as [MASK→original], «random→original» or ‹kept›."""
+def _marked(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase, start: int, end: int) -> str:
+    """Tokens [start, end) of a row, masked positions shown as [MASK→original], «random→original» or ‹kept›."""
     originals = {
         position: tokenizer.convert_ids_to_tokens(token_id)
         for position, token_id, weight in zip(record["masked_lm_positions"], record["masked_lm_ids"], record["masked_lm_weights"])
         if weight > 0
     }
     tokens = []
-    for position, token in enumerate(record["tokens"]):
-        if token == "[PAD]":
-            break
+    for position in range(start, end):
+        token = record["tokens"][position]
         if position in originals:
             original = originals[position]
             if token == "[MASK]":
@@ -80,11 +95,28 @@ def render(record: dict[str, Any], index: int, nsp: bool, tokenizer: PreTrainedT
             else:
                 token = f"‹{token}›"
         tokens.append(token)
-    header = f"#{index}"
-    if nsp:
-        header += f"  {NSP_LABEL_NAMES[record['next_sentence_labels']]}"
-    if "doc_a" in record:
-        header += f"  A: doc {record['doc_a']} sentences {record['sentences_a']}"
-        if "doc_b" in record:
-            header += f"  B: doc {record['doc_b']} sentences {record['sentences_b']}"
-    return header + "\n  " + " ".join(tokens)
+    return " ".join(tokens)
+
+
+def _provenance(example: dict[str, Any], nsp: bool) -> str:
+    shown = f"  {NSP_LABEL_NAMES[example['next_sentence_label']]}" if nsp else ""
+    shown += f"  A: doc {example['doc_a']} sentences {example['sentences_a']}"
+    if "doc_b" in example:
+        shown += f"  B: doc {example['doc_b']} sentences {example['sentences_b']}"
+    return shown
+
+
+def render(record: dict[str, Any], index: int, nsp: bool, tokenizer: PreTrainedTokenizerBase) -> str:
+    """A readable view of a row: its example (label, documents, tokens) after the row number; a packed row
+    gets a header, then each example on its own line."""
+    examples = record["examples"]
+    if len(record["cls_positions"]) == 1:
+        (example,) = examples
+        return f"#{index}{_provenance(example, nsp)}\n  {_marked(record, tokenizer, 0, example['length'])}"
+    used = sum(example["length"] for example in examples)
+    lines = [f"#{index}  {len(examples)} example(s), {used}/{len(record['tokens'])} positions"]
+    for example in examples:
+        end = example["offset"] + example["length"]
+        lines.append(f"  [{example['slot'] + 1}]{_provenance(example, nsp)}")
+        lines.append(f"      {_marked(record, tokenizer, example['offset'], end)}")
+    return "\n".join(lines)

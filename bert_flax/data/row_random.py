@@ -29,6 +29,7 @@ class Stream(enum.IntEnum):
     PAIRING = 1  # training examples: the unit order of each epoch, pairing and truncation
     MASKING = 2  # MLM masking, keyed further by the example stream (PAIRING or EVAL)
     EVAL = 3  # held-out examples: unit order, pairing and truncation
+    PACKING = 4  # the order of the packed rows of each group, keyed further by the example stream and the group
     TOKENIZER_SAMPLE = 7  # the windows of a corpus a trained vocabulary is learned from (seed 0)
 
 

@@ -135,6 +135,10 @@ class StepLoop:
     def eval_values(self, step: int, state: Any) -> dict[str, float]:
         raise NotImplementedError
 
+    def throughput(self, raw: dict[str, float], steps: int, steps_per_second: float) -> dict[str, float]:
+        """Rates a train record adds from the raw sums of its `steps` steps; none by default."""
+        return {}
+
     def elapsed(self) -> float:
         return self.metrics.elapsed_before + time.perf_counter() - self.t0
 
@@ -145,7 +149,8 @@ class StepLoop:
             raw[key] /= steps
         now = time.perf_counter()
         then, then_step = self.last_read
-        tokens_per_second = self.tokens_per_step * (step - then_step) / max(now - then, 1e-9)
+        steps_per_second = (step - then_step) / max(now - then, 1e-9)
+        tokens_per_second = self.tokens_per_step * steps_per_second
         self.last_read = (now, step)
         values = self.train_values(raw)
         bad = [key for key in CHECKED if not math.isfinite(values[key])]
@@ -158,7 +163,8 @@ class StepLoop:
             )
         self.last_train = values
         record = {"step": step, "split": "train", **values, "learning_rate": raw["learning_rate"]}
-        self.metrics.write({**record, "tokens_per_second": tokens_per_second, "elapsed_seconds": self.elapsed()})
+        record.update(tokens_per_second=tokens_per_second, **self.throughput(raw, steps, steps_per_second))
+        self.metrics.write({**record, "elapsed_seconds": self.elapsed()})
         self.progress.update(step, values["loss"], tokens_per_second)
 
     def log_eval(self, step: int, state: Any) -> None:

@@ -7,6 +7,10 @@ precision, cuDNN's fused kernel with the padding given as key lengths: no B × H
 in memory; XLA elsewhere), explicit probabilities only when attention dropout asks for them, optional
 remat per layer, and optionally the layers under `jax.lax.scan` (their parameters stacked inside the
 step, so the tree outside stays HF's).
+
+Packed rows (more than one example slot, `cls_positions` [B, E > 1]) attend block-diagonally: a token
+sees only the tokens of its own example (`segment_ids`); positions restart per example (`position_ids`)
+and the pooler runs on every example's [CLS], so each example gets the logits it would get alone.
 """
 
 from __future__ import annotations
@@ -65,40 +69,61 @@ def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
 
 
-def _padding_bias(mask_BxL: jax.Array, dtype: Any) -> jax.Array:
-    """HF's additive attention bias, [B, 1, 1, L]: 0 at real keys, the dtype's minimum at padding. Added
-    to the scores it needs no B × N × L × L boolean mask (which `where` would keep for the backward pass)."""
-    return jnp.where(mask_BxL > 0, 0.0, jnp.finfo(dtype).min).astype(dtype)[:, None, None, :]
+@dataclasses.dataclass(frozen=True)
+class Visible:
+    """Which keys a query sees: the real tokens of its row (`segments_BxL` None: one example per row), or
+    only those of its own example (`segments_BxL`: 1..E per token, 0 at padding)."""
+
+    mask_BxL: jax.Array
+    segments_BxL: jax.Array | None = None
+
+    def allowed(self) -> jax.Array:
+        """bool [B, 1, 1, L] (real keys) or [B, 1, L, L] (keys of the query's own example)."""
+        if self.segments_BxL is None:
+            return (self.mask_BxL > 0)[:, None, None, :]
+        segments_BxL = self.segments_BxL
+        same_BxLxL = (segments_BxL[:, :, None] == segments_BxL[:, None, :]) & (segments_BxL[:, None, :] > 0)
+        return same_BxLxL[:, None]
+
+    def bias(self, dtype: Any) -> jax.Array:
+        """The additive bias of `allowed` (HF's attention bias: 0 where seen, the dtype's minimum elsewhere).
+        Added to the scores it needs no B × N × L × L boolean mask (which `where` would keep for the
+        backward pass); packed, it is [B, 1, L, L], shared by the heads."""
+        return jnp.where(self.allowed(), 0.0, jnp.finfo(dtype).min).astype(dtype)
 
 
 def _explicit_attention(
-    q_BxLxNxD: jax.Array, k_BxLxNxD: jax.Array, v_BxLxNxD: jax.Array, mask_BxL: jax.Array, rate: float, key: jax.Array
+    q_BxLxNxD: jax.Array, k_BxLxNxD: jax.Array, v_BxLxNxD: jax.Array, visible: Visible, rate: float, key: jax.Array
 ) -> jax.Array:
     """Attention with dropout on the probabilities: the B × N × L × L matrix is materialised."""
     q_BxLxNxD = q_BxLxNxD * jnp.asarray(q_BxLxNxD.shape[-1] ** -0.5, q_BxLxNxD.dtype)
     scores_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD, preferred_element_type=jnp.float32)
-    scores_BxNxLxL = scores_BxNxLxL + _padding_bias(mask_BxL, jnp.float32)
+    scores_BxNxLxL = scores_BxNxLxL + visible.bias(jnp.float32)
     probs_BxNxLxL = _dropout(jax.nn.softmax(scores_BxNxLxL, axis=-1), rate, key).astype(v_BxLxNxD.dtype)
     return jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
 
 
 def _attention(
-    q_BxLxNxD: jax.Array, k_BxLxNxD: jax.Array, v_BxLxNxD: jax.Array, mask_BxL: jax.Array, rate: float, key: Any
+    q_BxLxNxD: jax.Array, k_BxLxNxD: jax.Array, v_BxLxNxD: jax.Array, visible: Visible, rate: float, key: Any
 ) -> jax.Array:
     if key is not None and rate > 0.0:
-        return _explicit_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask_BxL, rate, key)
+        return _explicit_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, visible, rate, key)
     implementation = attention_implementation(jax.default_backend(), q_BxLxNxD.dtype, 0.0)
-    if implementation == "cudnn":  # the batch contract pads on the right: the mask is a length per row
-        lengths_B = jnp.sum(mask_BxL > 0, axis=-1, dtype=jnp.int32)
+    if implementation == "cudnn" and visible.segments_BxL is None:  # right padding: a key length per row
+        lengths_B = jnp.sum(visible.mask_BxL > 0, axis=-1, dtype=jnp.int32)
         return jax.nn.dot_product_attention(
             q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, key_value_seq_lengths=lengths_B, implementation="cudnn"
         )
-    bias_Bx1x1xL = _padding_bias(mask_BxL, q_BxLxNxD.dtype)  # any mask, exactly as HF's attention bias
-    return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, bias=bias_Bx1x1xL, implementation="xla")
+    if implementation == "cudnn":  # block-diagonal: cuDNN takes it as a boolean mask (turned into its own bias)
+        return jax.nn.dot_product_attention(
+            q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=visible.allowed(), implementation="cudnn"
+        )
+    bias = visible.bias(q_BxLxNxD.dtype)  # any mask, exactly as HF's attention bias
+    return jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, bias=bias, implementation="xla")
 
 
 def _layer(
-    p: Params, hidden_BxLxH: jax.Array, mask_BxL: jax.Array, key: Any, config: BertConfig, options: FastOptions
+    p: Params, hidden_BxLxH: jax.Array, visible: Visible, key: Any, config: BertConfig, options: FastOptions
 ) -> jax.Array:
     """One encoder layer on `bert/encoder/layer/{i}`'s parameters (post-LayerNorm, like BERT)."""
     dtype, eps, rate = options.dtype, config.layer_norm_eps, config.hidden_dropout_prob
@@ -108,7 +133,7 @@ def _layer(
     split = lambda x: x.reshape(batch, length, heads, -1)  # noqa: E731
     attn = p["attention"]
     q, k, v = (split(_dense(attn["self"][name], hidden_BxLxH, dtype)) for name in ("query", "key", "value"))
-    context_BxLxH = _attention(q, k, v, mask_BxL, options.attention_dropout, keys[0]).reshape(batch, length, -1)
+    context_BxLxH = _attention(q, k, v, visible, options.attention_dropout, keys[0]).reshape(batch, length, -1)
     attended = _dropout(_dense(attn["output"]["dense"], context_BxLxH, dtype), rate, keys[1])
     attended_BxLxH = _layer_norm(attn["output"]["LayerNorm"], attended + hidden_BxLxH, eps, dtype)
     inner_BxLxF = ACT2FN[config.hidden_act](_dense(p["intermediate"]["dense"], attended_BxLxH, dtype))
@@ -117,13 +142,13 @@ def _layer(
 
 
 def _encoder(
-    layers: Params, hidden_BxLxH: jax.Array, mask_BxL: jax.Array, key: Any, config: BertConfig, options: FastOptions
+    layers: Params, hidden_BxLxH: jax.Array, visible: Visible, key: Any, config: BertConfig, options: FastOptions
 ) -> jax.Array:
     """All layers, one after another or under `scan` on their stacked parameters; remat per layer."""
 
     def layer(h: jax.Array, p_and_key: tuple) -> tuple[jax.Array, None]:
         p, layer_key = p_and_key
-        return _layer(p, h, mask_BxL, layer_key, config, options), None
+        return _layer(p, h, visible, layer_key, config, options), None
 
     if options.remat != "none":
         layer = jax.checkpoint(layer, policy=REMAT_POLICIES[options.remat])
@@ -138,12 +163,11 @@ def _encoder(
 
 
 def _embed(p: Params, batch: dict[str, jax.Array], key: Any, config: BertConfig, dtype: Any) -> jax.Array:
-    input_ids_BxL = batch["input_ids"]
-    position_ids_L = jnp.arange(input_ids_BxL.shape[1])
+    """Word + token type + position embeddings; positions are `position_ids` (restarting per example)."""
     summed_BxLxH = (
-        p["word_embeddings"]["embedding"].astype(dtype)[input_ids_BxL]
+        p["word_embeddings"]["embedding"].astype(dtype)[batch["input_ids"]]
         + p["token_type_embeddings"]["embedding"].astype(dtype)[batch["token_type_ids"]]
-        + p["position_embeddings"]["embedding"].astype(dtype)[position_ids_L][None]
+        + p["position_embeddings"]["embedding"].astype(dtype)[batch["position_ids"]]
     )
     hidden_BxLxH = _layer_norm(p["LayerNorm"], summed_BxLxH, config.layer_norm_eps, dtype)
     return _dropout(hidden_BxLxH, config.hidden_dropout_prob, key)
@@ -170,22 +194,25 @@ def pretraining_logits(
     options: FastOptions,
     dropout_rng: jax.Array | None = None,
 ) -> tuple[jax.Array | None, jax.Array | None]:
-    """(MLM logits [B, P, V] at `masked_lm_positions`, NSP logits [B, 2]) in the compute dtype; dropout
-    is on when `dropout_rng` is given."""
+    """(MLM logits [B, P, V] at `masked_lm_positions`, NSP logits [B, E, 2] at every example's [CLS]) in the
+    compute dtype; dropout is on when `dropout_rng` is given. E = 1 (one example per row) keeps the padding-only
+    attention path; E > 1 (packed rows, static) attends block-diagonally."""
     bert = params["bert"]
     embed_key = encoder_key = None
     if dropout_rng is not None:
         embed_key, encoder_key = jax.random.split(dropout_rng)
+    cls_positions_BxE = batch["cls_positions"]
+    packed = cls_positions_BxE.shape[1] > 1
+    visible = Visible(batch["attention_mask"], batch["segment_ids"] if packed else None)
     hidden_BxLxH = _embed(bert["embeddings"], batch, embed_key, config, options.dtype)
-    hidden_BxLxH = _encoder(
-        bert["encoder"]["layer"], hidden_BxLxH, batch["attention_mask"], encoder_key, config, options
-    )
-    mlm_logits_BxPxV = nsp_logits_Bx2 = None
+    hidden_BxLxH = _encoder(bert["encoder"]["layer"], hidden_BxLxH, visible, encoder_key, config, options)
+    mlm_logits_BxPxV = nsp_logits_BxEx2 = None
     if "mlm" in objectives:
         positions_BxP = batch["masked_lm_positions"]
         gathered_BxPxH = jnp.take_along_axis(hidden_BxLxH, positions_BxP[:, :, None], axis=1)
         mlm_logits_BxPxV = _mlm_head(params, gathered_BxPxH, config, options.dtype)
     if "nsp" in objectives:
-        pooled_BxH = jnp.tanh(_dense(bert["pooler"]["dense"], hidden_BxLxH[:, 0], options.dtype))
-        nsp_logits_Bx2 = _dense(params["cls"]["seq_relationship"], pooled_BxH, options.dtype)
-    return mlm_logits_BxPxV, nsp_logits_Bx2
+        cls_BxExH = jnp.take_along_axis(hidden_BxLxH, cls_positions_BxE[:, :, None], axis=1)
+        pooled_BxExH = jnp.tanh(_dense(bert["pooler"]["dense"], cls_BxExH, options.dtype))
+        nsp_logits_BxEx2 = _dense(params["cls"]["seq_relationship"], pooled_BxExH, options.dtype)
+    return mlm_logits_BxPxV, nsp_logits_BxEx2

@@ -16,8 +16,11 @@ from bert_flax.config import ModelConfig
 from bert_flax.engine.step import Task
 from bert_flax.model.pretraining import pretraining_logits
 
-# Keys of the metric sums that a step returns; `normalize` turns them into means.
-SUM_KEYS = ("mlm_loss_sum", "mlm_correct", "mlm_count", "nsp_loss_sum", "nsp_correct", "nsp_count")
+# Keys of the metric sums that a step returns; `normalize` turns them into means. `examples` (real examples)
+# and `real_tokens` (non-padding positions) count what a batch held, for throughput.
+SUM_KEYS = (
+    "mlm_loss_sum", "mlm_correct", "mlm_count", "nsp_loss_sum", "nsp_correct", "nsp_count", "examples", "real_tokens"
+)
 
 
 def cross_entropy(logits_NxC: jax.Array, labels_N: jax.Array) -> jax.Array:
@@ -38,37 +41,40 @@ def mlm_sums(mlm_logits_BxPxV: jax.Array, batch: dict[str, jax.Array]) -> dict[s
     }
 
 
-def nsp_sums(nsp_logits_Bx2: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Cross-entropy and accuracy of IsNext (0) / NotNext (1); eval padding rows weigh 0."""
-    labels_B = batch["next_sentence_labels"]
-    weights_B = batch.get("example_weights", jnp.ones(labels_B.shape, jnp.float32))
-    loss_B = cross_entropy(nsp_logits_Bx2, labels_B)
-    correct_B = (jnp.argmax(nsp_logits_Bx2, axis=-1) == labels_B).astype(jnp.float32)
+def nsp_sums(nsp_logits_BxEx2: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Cross-entropy and accuracy of IsNext (0) / NotNext (1) of every example slot; unused slots and eval
+    padding weigh 0 (`example_weights`)."""
+    labels_BxE = batch["next_sentence_labels"]
+    weights_BxE = batch["example_weights"].astype(jnp.float32)
+    loss_BxE = cross_entropy(nsp_logits_BxEx2, labels_BxE)
+    correct_BxE = (jnp.argmax(nsp_logits_BxEx2, axis=-1) == labels_BxE).astype(jnp.float32)
     return {
-        "nsp_loss_sum": jnp.sum(loss_B * weights_B),
-        "nsp_correct": jnp.sum(correct_B * weights_B),
-        "nsp_count": jnp.sum(weights_B),
+        "nsp_loss_sum": jnp.sum(loss_BxE * weights_BxE),
+        "nsp_correct": jnp.sum(correct_BxE * weights_BxE),
+        "nsp_count": jnp.sum(weights_BxE),
     }
 
 
 def metric_sums(
-    mlm_logits_BxPxV: jax.Array | None, nsp_logits_Bx2: jax.Array | None, batch: dict
+    mlm_logits_BxPxV: jax.Array | None, nsp_logits_BxEx2: jax.Array | None, batch: dict
 ) -> dict[str, jax.Array]:
     """All of SUM_KEYS; an objective that is not trained contributes zeros."""
     sums = {key: jnp.zeros((), jnp.float32) for key in SUM_KEYS}
     if mlm_logits_BxPxV is not None:
         sums.update(mlm_sums(mlm_logits_BxPxV, batch))
-    if nsp_logits_Bx2 is not None:
-        sums.update(nsp_sums(nsp_logits_Bx2, batch))
+    if nsp_logits_BxEx2 is not None:
+        sums.update(nsp_sums(nsp_logits_BxEx2, batch))
+    sums["examples"] = jnp.sum(batch["example_weights"].astype(jnp.float32))
+    sums["real_tokens"] = jnp.sum(batch["attention_mask"].astype(jnp.float32))
     return sums
 
 
 def batch_counts(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """The denominators of a batch's mean losses: real MLM predictions and (weighted) examples."""
-    labels_B = batch["next_sentence_labels"]
+    """The denominators of a batch's mean losses: real MLM predictions and real examples, so a packed batch
+    and the same examples unpacked have the same loss."""
     return {
         "mlm_count": jnp.sum(batch["masked_lm_weights"].astype(jnp.float32)),
-        "nsp_count": jnp.sum(batch.get("example_weights", jnp.ones(labels_B.shape, jnp.float32))),
+        "nsp_count": jnp.sum(batch["example_weights"].astype(jnp.float32)),
     }
 
 

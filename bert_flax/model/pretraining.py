@@ -163,16 +163,20 @@ def pretraining_logits(
     dropout_rng: jax.Array | None = None,
     options: ModelConfig | None = None,
 ) -> tuple[jax.Array | None, jax.Array | None]:
-    """(MLM logits [B, P, V] at `masked_lm_positions`, NSP logits [B, 2]), float32; None for an objective not trained.
+    """(MLM logits [B, P, V] at `masked_lm_positions`, NSP logits [B, E, 2] at the E example slots of every
+    row), float32; None for an objective not trained.
 
     Dropout is on when `dropout_rng` is given. `options` (config.model) picks the impl, attention
-    dropout, remat and scan; None: HF's module as configured.
+    dropout, remat and scan; None: HF's module as configured. HF's module takes one example per row
+    (E = 1: its [CLS] at position 0, positions 0..L-1); packed rows need `model.impl=fast`.
     """
     if options is not None and options.impl == "fast":
-        mlm_logits_BxPxV, nsp_logits_Bx2 = fast_bert.pretraining_logits(
+        mlm_logits_BxPxV, nsp_logits_BxEx2 = fast_bert.pretraining_logits(
             params, batch, objectives, model.config, fast_options(model, options), dropout_rng
         )
     else:
+        if batch["cls_positions"].shape[1] != 1:
+            raise ValueError("model.impl=hf takes one example per row; packed rows need model.impl=fast")
         mlm_logits_BxPxV, nsp_logits_Bx2 = _hf_module(model, options).apply(
             {"params": params},
             batch["input_ids"],
@@ -185,5 +189,6 @@ def pretraining_logits(
             rngs={} if dropout_rng is None else {"dropout": dropout_rng},
             method=_gathered_heads,
         )
+        nsp_logits_BxEx2 = None if nsp_logits_Bx2 is None else nsp_logits_Bx2[:, None, :]
     as_f32 = lambda x: None if x is None else x.astype(jnp.float32)  # noqa: E731
-    return as_f32(mlm_logits_BxPxV), as_f32(nsp_logits_Bx2)
+    return as_f32(mlm_logits_BxPxV), as_f32(nsp_logits_BxEx2)
