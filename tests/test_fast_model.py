@@ -12,6 +12,7 @@ from conftest import smoke_config
 from transformers import BertConfig, FlaxBertForPreTraining
 
 from bert_flax.config import ModelConfig
+from bert_flax.data.pipeline import one_per_row, pack_rows
 from bert_flax.model.fast_bert import attention_implementation
 from bert_flax.model.losses import batch_counts, metric_sums, objective
 from bert_flax.model.pretraining import PretrainingModel, init_params, pretraining_logits
@@ -35,20 +36,29 @@ def model() -> PretrainingModel:
     return PretrainingModel(module, init_params(module, seed=0))
 
 
+def one_example_rows(lengths: list[int], seed: int, predictions: int = P) -> dict[str, np.ndarray]:
+    """Rows of one example each (right padding to L, two segments), prediction slots at real tokens: the
+    arrays `mask_examples` makes, before `pack_rows`."""
+    rng = np.random.default_rng(seed)
+    count = len(lengths)
+    mask_NxL = (np.arange(L)[None] < np.array(lengths)[:, None]).astype(np.int32)
+    real_NxP = np.arange(predictions)[None] < np.minimum(np.array(lengths)[:, None] // 3, predictions)
+    positions_NxP = np.sort(rng.integers(1, np.array(lengths)[:, None] - 1, (count, predictions)), axis=1)
+    return {
+        "input_ids": rng.integers(5, VOCAB, (count, L)).astype(np.int32) * mask_NxL,
+        "token_type_ids": (np.arange(L)[None] >= np.array(lengths)[:, None] // 2).astype(np.int32) * mask_NxL,
+        "attention_mask": mask_NxL,
+        "masked_lm_positions": (positions_NxP * real_NxP).astype(np.int32),
+        "masked_lm_ids": (rng.integers(5, VOCAB, (count, predictions)) * real_NxP).astype(np.int32),
+        "masked_lm_weights": real_NxP.astype(np.float32),
+        "next_sentence_labels": rng.integers(0, 2, count).astype(np.int32),
+    }
+
+
 @pytest.fixture(scope="module")
 def batch() -> dict[str, np.ndarray]:
     """Right padding (lengths 16, 11, 6), two segments, prediction slots at real tokens."""
-    rng = np.random.default_rng(0)
-    mask_BxL = (np.arange(L)[None] < np.array([[L], [11], [6]])).astype(np.int32)
-    return {
-        "input_ids": rng.integers(5, VOCAB, (B, L)).astype(np.int32) * mask_BxL,
-        "token_type_ids": (np.arange(L)[None] >= 4).astype(np.int32) * mask_BxL,
-        "attention_mask": mask_BxL,
-        "masked_lm_positions": rng.integers(0, 6, (B, P)).astype(np.int32),
-        "masked_lm_ids": rng.integers(5, VOCAB, (B, P)).astype(np.int32),
-        "masked_lm_weights": np.array([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]], np.float32),
-        "next_sentence_labels": np.array([0, 1, 1], np.int32),
-    }
+    return pack_rows(one_example_rows([L, 11, 6], seed=0), one_per_row(B), 1, P, pad_id=0)
 
 
 def _loss_and_grads(model: PretrainingModel, batch: dict, options: ModelConfig) -> tuple:
@@ -104,6 +114,57 @@ def test_scan_gives_the_unrolled_layers_with_dropout_on(model, batch, reference)
     np.testing.assert_allclose(scanned[0], unrolled[0], atol=ATOL, rtol=0)
     np.testing.assert_allclose(scanned[1], unrolled[1], atol=ATOL, rtol=0)
     assert float(jnp.max(jnp.abs(unrolled[0] - reference[0][0]))) > 1e-2  # dropout was on
+
+
+# Seven examples in three rows of 16 (one row not full), and the same examples one per row.
+PACKED_LENGTHS, PACKED_ROWS = [9, 7, 6, 5, 4, 8, 3], np.array([0, 2, 5, 7])
+E = 3
+
+
+@pytest.fixture(scope="module")
+def packed_and_alone() -> tuple[dict, dict]:
+    examples = one_example_rows(PACKED_LENGTHS, seed=1, predictions=3)
+    packed = pack_rows(examples, PACKED_ROWS, E, 2 * P, pad_id=0)
+    return packed, pack_rows(examples, one_per_row(len(PACKED_LENGTHS)), 1, 3, pad_id=0)
+
+
+@pytest.mark.parametrize("scan_layers, remat", [(False, "none"), (True, "dots")])
+def test_packed_examples_get_their_own_logits_and_loss(model, packed_and_alone, scan_layers, remat) -> None:
+    """Block-diagonal attention, restarted positions, the pooler at every [CLS]: each example of a packed row
+    has the logits it has alone, and the packed batch the loss (and gradient) of the examples one per row."""
+    packed, alone = packed_and_alone
+    options = dataclasses.replace(HF, impl="fast", scan_layers=scan_layers, remat=remat)
+    assert packed["attention_mask"].sum(axis=1).tolist() == [16, 15, 11]  # two full rows, padding in one
+    (mlm_BxPxV, nsp_BxEx2), grads = _loss_and_grads(model, packed, options)
+    (alone_mlm_NxPxV, alone_nsp_Nx1x2), alone_grads = _loss_and_grads(model, alone, options)
+    real_BxE = packed["example_weights"] > 0
+    np.testing.assert_allclose(np.asarray(nsp_BxEx2)[real_BxE], np.asarray(alone_nsp_Nx1x2)[:, 0], atol=ATOL, rtol=0)
+    predicted_BxP, alone_predicted_NxP = packed["masked_lm_weights"] > 0, alone["masked_lm_weights"] > 0
+    assert predicted_BxP.sum() == alone_predicted_NxP.sum() > 0
+    np.testing.assert_allclose(
+        np.asarray(mlm_BxPxV)[predicted_BxP], np.asarray(alone_mlm_NxPxV)[alone_predicted_NxP], atol=ATOL, rtol=0
+    )
+    loss = float(objective(metric_sums(mlm_BxPxV, nsp_BxEx2, packed), batch_counts(packed)))
+    alone_loss = float(objective(metric_sums(alone_mlm_NxPxV, alone_nsp_Nx1x2, alone), batch_counts(alone)))
+    assert loss == pytest.approx(alone_loss, abs=ATOL)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=ATOL, rtol=0), grads, alone_grads)
+
+
+@pytest.mark.parametrize("attention_dropout", [0.0, 0.2])
+def test_packed_examples_do_not_see_each_other(model, packed_and_alone, attention_dropout) -> None:
+    """Changing one example changes only its own logits (no cross-contamination), also with dropout on
+    (the explicit attention path; the same dropout key for both)."""
+    packed, _ = packed_and_alone
+    options = dataclasses.replace(HF, impl="fast", attention_dropout=attention_dropout)
+    rng = jax.random.PRNGKey(5) if attention_dropout else None
+    changed = dict(packed, input_ids=packed["input_ids"].copy())
+    changed["input_ids"][0, 10:15] = 7  # inside row 0's second example (positions 9..15)
+    logits_fn = jax.jit(lambda b: pretraining_logits(model.model, model.params, b, BOTH, rng, options))
+    (_, nsp), (_, changed_nsp) = logits_fn(packed), logits_fn(changed)
+    difference_BxE = np.abs(np.asarray(nsp) - np.asarray(changed_nsp)).max(axis=-1)
+    assert difference_BxE[0, 1] > 1e-4
+    difference_BxE[0, 1] = 0.0
+    assert difference_BxE.max() == 0.0
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 STEPS = 30
 OVERRIDES = (f"train.steps={STEPS}", "checkpoint.every=3", "checkpoint.keep=20", "eval.every=6")
 CRASH_STEP = 6  # the save of this step dies before its commit; step 3's is the one to resume from
-TIMINGS = ("elapsed_seconds", "tokens_per_second")
+TIMINGS = ("elapsed_seconds", "tokens_per_second", "real_tokens_per_second")
 TIMEOUT = 600
 
 

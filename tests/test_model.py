@@ -67,10 +67,14 @@ def batch() -> dict[str, jnp.ndarray]:
         "input_ids": jnp.asarray(np.where(j_1xL < lengths_B1, rng.integers(5, VOCAB, (B, L)), 0), jnp.int32),
         "token_type_ids": jnp.asarray((j_1xL >= lengths_B1 // 2) & (j_1xL < lengths_B1), jnp.int32),
         "attention_mask": jnp.asarray(j_1xL < lengths_B1, jnp.int32),
+        "segment_ids": jnp.asarray(j_1xL < lengths_B1, jnp.int32),
+        "position_ids": jnp.asarray(np.where(j_1xL < lengths_B1, j_1xL, 0), jnp.int32),
         "masked_lm_positions": jnp.asarray(positions_BxP, jnp.int32),
         "masked_lm_ids": jnp.asarray(rng.integers(5, VOCAB, (B, P)), jnp.int32),
         "masked_lm_weights": jnp.asarray(weights_BxP),
-        "next_sentence_labels": jnp.asarray([0, 1, 0], jnp.int32),
+        "cls_positions": jnp.zeros((B, 1), jnp.int32),
+        "next_sentence_labels": jnp.asarray([[0], [1], [0]], jnp.int32),
+        "example_weights": jnp.ones((B, 1), jnp.float32),
     }
 
 
@@ -103,15 +107,15 @@ def test_bfloat16_computes_in_bf16_with_float32_params(tiny: PretrainingModel, b
 
 
 def test_gathered_logits_equal_full_forward(tiny: PretrainingModel, batch: dict) -> None:
-    mlm_BxPxV, nsp_Bx2 = logits_fn(tiny.model, tiny.params, batch, BOTH)
+    mlm_BxPxV, nsp_Bx1x2 = logits_fn(tiny.model, tiny.params, batch, BOTH)
     full = tiny.model(
         batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], params=tiny.params, train=False
     )
     positions_BxPx1 = np.asarray(batch["masked_lm_positions"])[:, :, None]
     expected_BxPxV = np.take_along_axis(np.asarray(full.prediction_logits), positions_BxPx1, axis=1)
-    assert mlm_BxPxV.shape == (B, P, VOCAB) and nsp_Bx2.shape == (B, 2)
+    assert mlm_BxPxV.shape == (B, P, VOCAB) and nsp_Bx1x2.shape == (B, 1, 2)  # one example slot per row
     np.testing.assert_allclose(mlm_BxPxV, expected_BxPxV, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(nsp_Bx2, full.seq_relationship_logits, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(nsp_Bx1x2[:, 0], full.seq_relationship_logits, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("objectives", [("mlm",), ("nsp",)])

@@ -112,9 +112,15 @@ def check_contract(batch, ids: TokenIds, batch_size: int, nsp: bool, masking: Ma
         assert batch[key].shape == (batch_size, MAX_SEQ_LEN) and batch[key].dtype == np.int32, key
     for key, dtype in (("masked_lm_positions", np.int32), ("masked_lm_ids", np.int32), ("masked_lm_weights", np.float32)):
         assert batch[key].shape == (batch_size, P) and batch[key].dtype == dtype, key
-    labels = batch["next_sentence_labels"]
-    assert labels.shape == (batch_size,) and labels.dtype == np.int32
+    for key, dtype in (("cls_positions", np.int32), ("next_sentence_labels", np.int32), ("example_weights", np.float32)):
+        assert batch[key].shape == (batch_size, 1) and batch[key].dtype == dtype, key
+    labels = batch["next_sentence_labels"][:, 0]
     assert set(np.unique(labels).tolist()) <= {0, 1}
+    # One example per row: it starts at 0, is segment 1 and its positions count from its [CLS].
+    assert np.all(batch["cls_positions"] == 0) and np.all(batch["example_weights"] == 1)
+    np.testing.assert_array_equal(batch["segment_ids"], batch["attention_mask"])
+    positions = np.arange(MAX_SEQ_LEN)[None, :] * batch["attention_mask"]
+    np.testing.assert_array_equal(batch["position_ids"], positions)
 
     input_ids, restored = batch["input_ids"], unmask(batch)
     j = np.arange(MAX_SEQ_LEN)[None, :]
@@ -170,7 +176,7 @@ def test_batch_contract_and_unmasking(corpus_data, make_stream, nsp, pairing, wh
         batch, instances, after = stream.batch_at(position)
         assert after == stream.position(position.step + 1)
         check_contract(batch, ids, 128, nsp, masking)
-        np.testing.assert_array_equal(batch["next_sentence_labels"], instances.next_sentence_labels)
+        np.testing.assert_array_equal(batch["next_sentence_labels"][:, 0], instances.next_sentence_labels)
         # Unmasking reproduces the laid-out text of exactly these instances.
         laid = layout(instances, tokenized.token_ids, MAX_SEQ_LEN, ids)
         np.testing.assert_array_equal(unmask(batch), laid["input_ids"])
@@ -398,16 +404,16 @@ def test_eval_batches(corpus_data, make_stream, held_out, nsp):
     for a, b, c in zip(batches, stream.eval_batches(0), make(batch_size).eval_batches(0), strict=True):
         assert_batches_equal(a, b)
         assert_batches_equal(a, c)
-    weights = np.concatenate([b["example_weights"] for b in batches])
+    weights = np.concatenate([b["example_weights"] for b in batches])[:, 0]
     assert weights.dtype == np.float32
     np.testing.assert_array_equal(weights, (np.arange(len(weights)) < count).astype(np.float32))
     for batch in batches:
-        real = batch["example_weights"] > 0
-        contract = {k: v for k, v in batch.items() if k != "example_weights"}
-        check_contract({k: v[real] for k, v in contract.items()}, ids, int(real.sum()), nsp, MaskingConfig())
+        real = batch["example_weights"][:, 0] > 0
+        check_contract({k: v[real] for k, v in batch.items()}, ids, int(real.sum()), nsp, MaskingConfig())
         assert batch["input_ids"].shape == (batch_size, MAX_SEQ_LEN)
         assert np.all(batch["masked_lm_weights"][~real] == 0)
     assert not batches[-1]["example_weights"].all()
+    assert np.all(batches[-1]["example_weights"][~real] == 0)
     # The real rows are epoch 0's rows: every unit once, all from held-out documents.
     full, instances = stream.rows(np.arange(count))
     for key in full:
