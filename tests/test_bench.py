@@ -19,6 +19,7 @@ from bert_flax.bench.synthetic import synthetic_batch
 from bert_flax.bench.timing import Mode, prepare_mode, time_interleaved
 from bert_flax.cli import build_parser, main
 from bert_flax.engine.prefetch import Prefetcher, maybe_prefetch
+from bert_flax.errors import UserError
 from bert_flax.model.flops import encoder_parameters, flops_per_token
 from bert_flax.model.pretraining import preset_config
 
@@ -31,6 +32,8 @@ MODE_KEYS = {
     "step_seconds_max",
     "tokens_per_second",
     "sequences_per_second",
+    "real_tokens_per_second",
+    "examples_per_second",
     "model_tflops_per_second",
     "mfu",
     "device_peak_bytes",
@@ -81,7 +84,8 @@ def test_synthetic_batch_contract(corpus_path, smoke_cache):
         assert batch[key].shape == (b, seq) and batch[key].dtype == np.int32
     for key in ("masked_lm_positions", "masked_lm_ids"):
         assert batch[key].shape == (b, p) and batch[key].dtype == np.int32
-    assert batch["masked_lm_weights"].dtype == np.float32 and batch["next_sentence_labels"].shape == (b,)
+    assert batch["masked_lm_weights"].dtype == np.float32 and batch["next_sentence_labels"].shape == (b, 1)
+    assert np.all(batch["example_weights"] == 1) and np.all(batch["segment_ids"] == 1)
     # round(0.15 · 61 non-special positions) = 9 real predictions of the 12 slots, on distinct positions.
     assert (batch["masked_lm_weights"].sum(axis=1) == 9).all()
     assert all(len(set(row[:9])) == 9 for row in batch["masked_lm_positions"])
@@ -106,6 +110,24 @@ def test_bench_reports_ours_and_hf_example(corpus_path, smoke_cache, data):
         assert report["compile_seconds"] > report["step_seconds_max"]  # compilation is not in a step's time
         assert abs(report["last_loss"] - untrained) < 0.25, (mode, report["last_loss"], untrained)
     assert {"ratio_tokens_per_second", *(["ratio_fast_to_hf"] if compare else [])} <= set(result)
+
+
+def test_bench_compare_packing_reports_real_tokens(corpus_path, smoke_cache):
+    """Packed and unpacked steps interleaved, each on its own rows of the corpus: real tokens and examples
+    per second from the timed batches; packed rows carry more of both per step."""
+    config = smoke_config(corpus_path, smoke_cache, "model.impl=fast", "data.max_seq_len=128")
+    result = run_bench(config, steps=2, warmup=1, data="real", compare_packing=True, prefetch=0)
+    packed, unpacked = result["ours-packed"], result["ours"]
+    assert set(packed) == set(unpacked) == MODE_KEYS and result["packing"] is False
+    for report in (packed, unpacked):
+        assert 0 < report["real_tokens_per_second"] < report["tokens_per_second"]
+    per_step = {name: r["real_tokens_per_second"] * r["step_seconds_median"] for name, r in (("p", packed), ("u", unpacked))}
+    assert per_step["p"] > per_step["u"]  # roughly: the rates are over all timed steps, not the median one
+    ratio = packed["real_tokens_per_second"] / unpacked["real_tokens_per_second"]
+    assert result["ratio_real_tokens_packed_to_unpacked"] == pytest.approx(ratio)
+    assert result["ratio_examples_packed_to_unpacked"] > 0
+    with pytest.raises(UserError, match="--data real"):
+        run_bench(config, steps=1, data="synthetic", compare_packing=True)
 
 
 def test_interleaved_timing_alternates_modes_and_skips_warmup():

@@ -21,7 +21,8 @@ from bert_flax.errors import EXIT_BAD_INPUT, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO_ROOT / "configs" / "smoke.yaml")
-PROVENANCE_KEYS = {"tokens", "doc_a", "doc_b", "sentences_a", "sentences_b"}
+PROVENANCE_KEYS = {"tokens", "examples"}
+EXAMPLE_KEYS = {"slot", "offset", "length", "next_sentence_label", "doc_a", "doc_b", "sentences_a", "sentences_b"}
 IS_NEXT, NOT_NEXT = 0, 1
 
 
@@ -73,9 +74,12 @@ def test_inspect_data_json(capsys: pytest.CaptureFixture[str], corpus_path: Path
     records = _json_records(capsys, corpus_path, warm_cache, 3)
     for record in records:
         assert set(record) == BATCH_KEYS | PROVENANCE_KEYS
+        (example,) = record["examples"]
+        assert set(example) == EXAMPLE_KEYS
         assert len(record["input_ids"]) == len(record["tokens"]) == 64
         assert len(record["masked_lm_positions"]) == 12  # 64 × 0.15 rounded up to a multiple of 4
-        assert record["next_sentence_labels"] in (IS_NEXT, NOT_NEXT)
+        assert record["next_sentence_labels"] == [example["next_sentence_label"]]
+        assert example["next_sentence_label"] in (IS_NEXT, NOT_NEXT)
     # Deterministic: the same command prints the same examples.
     assert _json_records(capsys, corpus_path, warm_cache, 3) == records
 
@@ -116,17 +120,19 @@ def test_inspect_data_rows_are_consistent(capsys: pytest.CaptureFixture[str], co
             original[position] = token_id
         a_ids, b_ids = original[1 : seps[0]], original[seps[0] + 1 : seps[1]]
         assert a_ids and b_ids
-        assert _contains_run(sentences_ids(record["doc_a"], record["sentences_a"]), a_ids)
-        assert _contains_run(sentences_ids(record["doc_b"], record["sentences_b"]), b_ids)
+        (example,) = record["examples"]
+        assert (example["offset"], example["length"]) == (0, length)
+        assert _contains_run(sentences_ids(example["doc_a"], example["sentences_a"]), a_ids)
+        assert _contains_run(sentences_ids(example["doc_b"], example["sentences_b"]), b_ids)
 
-        label = record["next_sentence_labels"]
+        label = example["next_sentence_label"]
         labels.add(label)
         if label == IS_NEXT:
-            assert record["doc_a"] == record["doc_b"]
+            assert example["doc_a"] == example["doc_b"]
             # B follows A (truncation may trim whole sentences off A's end or B's start).
-            assert record["sentences_b"][0] >= record["sentences_a"][-1]
+            assert example["sentences_b"][0] >= example["sentences_a"][-1]
         else:
-            assert record["doc_a"] != record["doc_b"]
+            assert example["doc_a"] != example["doc_b"]
     assert labels == {IS_NEXT, NOT_NEXT}
 
 
@@ -143,11 +149,37 @@ def test_inspect_data_readable(capsys: pytest.CaptureFixture[str], corpus_path: 
     assert "[CLS]" in out
 
 
+def test_inspect_data_packed_rows(capsys: pytest.CaptureFixture[str], corpus_path: Path, warm_cache: Path) -> None:
+    """A packed row: several examples, each [CLS] … [SEP] at its offset with its own label and documents;
+    the readable view puts each example on its own line."""
+    packed = ("data.packing=true", "model.impl=fast", "data.max_examples_per_row=4")
+    records = _json_records(capsys, corpus_path, warm_cache, 6, *packed)
+    assert max(len(record["examples"]) for record in records) > 1
+    for record in records:
+        assert len(record["cls_positions"]) == 4 and len(record["input_ids"]) == 64
+        ends = 0
+        for example in record["examples"]:
+            start, end = example["offset"], example["offset"] + example["length"]
+            assert start == ends and record["tokens"][start] == "[CLS]" and record["tokens"][end - 1] == "[SEP]"
+            assert record["tokens"][start:end].count("[SEP]") == 2 and set(record["segment_ids"][start:end]) == {example["slot"] + 1}
+            assert record["position_ids"][start:end] == list(range(example["length"]))
+            assert record["next_sentence_labels"][example["slot"]] == example["next_sentence_label"]
+            ends = end
+        assert sum(record["attention_mask"]) == ends
+    code, out, err = _run(capsys, "inspect-data", *_smoke_args(corpus_path, warm_cache, *packed), "--num", "6")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert sum(line.startswith("#") for line in lines) == 6
+    example_lines = [line for line in lines if line.startswith("  [")]
+    assert len(example_lines) == sum(len(r["examples"]) for r in records)
+    assert all(("IsNext" in line) != ("NotNext" in line) and "A: doc" in line for line in example_lines)
+
+
 def test_inspect_data_eval_split(capsys: pytest.CaptureFixture[str], corpus_path: Path, warm_cache: Path) -> None:
     records = _json_records(capsys, corpus_path, warm_cache, 2, "--split", "eval")
     for record in records:
         assert BATCH_KEYS <= set(record) and "tokens" in record
-        assert "example_weights" not in record
+        assert record["example_weights"] == [1.0]  # the rows that pad the last batch are not shown
     code, out, err = _run(capsys, "inspect-data", *_smoke_args(corpus_path, warm_cache, "data.eval_fraction=0"), "--split", "eval")
     assert code == EXIT_BAD_INPUT and out == ""
     assert err.startswith("error:") and "--split train" in err
@@ -163,11 +195,13 @@ def test_inspect_data_mlm_only_one_document(capsys: pytest.CaptureFixture[str], 
     cache = tmp_path / "cache"
     records = _json_records(capsys, corpus, cache, 3, "train.objectives=[mlm]", "data.eval_fraction=0")
     for record in records:
-        assert set(record) == BATCH_KEYS | {"tokens", "doc_a", "sentences_a"}
+        assert set(record) == BATCH_KEYS | PROVENANCE_KEYS
+        (example,) = record["examples"]
+        assert set(example) == EXAMPLE_KEYS - {"doc_b", "sentences_b"}
         assert record["tokens"].count("[SEP]") == 1
         assert record["tokens"][0] == "[CLS]"
         assert record["token_type_ids"] == [0] * 64
-        assert record["doc_a"] == 0
+        assert example["doc_a"] == 0
     # The default eval split would hold out the only document: a clear error, not an NSP one.
     code, out, err = _run(capsys, "inspect-data", *_smoke_args(corpus, cache, "train.objectives=[mlm]"), "--num", "1")
     assert code == EXIT_BAD_INPUT
@@ -192,6 +226,14 @@ def test_bench_data_json(capsys: pytest.CaptureFixture[str], corpus_path: Path, 
     assert result["corpus_tokens"] > 0
     assert result["prepare_cold_seconds"] > 0 and result["open_warm_to_first_batch_seconds"] > 0
     assert result["examples_per_epoch"] > 0 and Path(result["prepared_dir"], "manifest.json").is_file()
+    assert result["packing_efficiency"] == pytest.approx(1 - result["padding_fraction"], abs=2e-4)
+    assert result["examples_per_batch"] == 8 and result["packing"] is False
+    packed = ("data.packing=true", "model.impl=fast", "data.max_seq_len=128")
+    code, out, err = _run(capsys, "bench-data", *_smoke_args(corpus_path, warm_cache, *packed), "--seconds", "0.1", "--warm-only", "--json")
+    assert code == 0, err
+    packed_result = json.loads(out)
+    assert packed_result["packing"] is True and packed_result["examples_per_batch"] > 8
+    assert packed_result["packing_efficiency"] >= 0.9 > result["packing_efficiency"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -465,3 +467,46 @@ def test_numbers_given_for_strings_are_read_as_text() -> None:
     config = load_config(None, ["data.path=2024", "tokenizer.name=123"])
     assert config.data.path == ("2024",)
     assert config.tokenizer.name == "123"
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["data.packing=true"], ["data.packing needs model.impl=fast"]),
+        (["data.max_examples_per_row=0"], ["data.max_examples_per_row must be at least 1"]),
+        (["data.packing=true", "model.impl=fast", "data.max_seq_len=9"], ["must hold two examples", "data.max_seq_len>=10"]),
+        (
+            ["data.packing=true", "model.impl=fast", "masking.max_predictions=20"],
+            ["masking.max_predictions is 20", "can hold 30 predictions", "masking.max_predictions>=30"],
+        ),
+    ],
+)
+def test_packing_combinations_that_cannot_work(overrides: list[str], words: list[str]) -> None:
+    message = _error(overrides)
+    assert all(word in message for word in words), message
+
+
+def test_packing_that_is_allowed() -> None:
+    # MLM only: the shortest example is [CLS] A [SEP], so 6 positions hold two.
+    load_config(None, ["data.packing=true", "model.impl=fast", "train.objectives=[mlm]", "data.max_seq_len=8"])
+    config = load_config(None, ["data.packing=true", "model.impl=fast", "masking.max_predictions=30"])
+    assert config.num_predictions == 30 and config.examples_per_row == 16
+
+
+def test_packed_prediction_slots_bound_a_row() -> None:
+    """k examples of m_i maskable tokens each get max(1, round(0.15 m_i)) predictions; a row of L positions
+    holds k <= L // 3 examples with sum(m_i) <= L - 2k. By hand: 128, 16 examples: 0.15 × 96 + 16 = 30.4."""
+    masking = MaskingConfig()
+    assert masking.row_prediction_bound(128, 16) == 30 and masking.num_predictions(128, 16) == 32
+    assert masking.row_prediction_bound(512, 16) == 88 and masking.num_predictions(512, 16) == 88
+    # Tight: 5 examples of one maskable token in 15 positions make 5 predictions.
+    assert masking.row_prediction_bound(16, 8) == 5
+    # Brute force over every split of a small row into examples: the rule never selects more.
+    for length in (12, 16):
+        for k in range(1, length // 3 + 1):
+            for maskable in itertools.product(range(1, length - 2 * k + 1), repeat=k):
+                if sum(maskable) <= length - 2 * k:
+                    selected = sum(max(1, math.floor(0.15 * m + 0.5 + 1e-9)) for m in maskable)
+                    assert selected <= masking.row_prediction_bound(length, 8)
+    one = load_config(None, ["data.packing=true", "model.impl=fast", "data.max_examples_per_row=1"])
+    assert one.num_predictions == 20  # one example a row: the unpacked rule

@@ -164,28 +164,35 @@ from bert_flax.pretrain import host_batches
 
 config_path, out, port, index = sys.argv[1:5]
 jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=int(index))
-config = load_config(config_path, sys.argv[5:])
-batches = host_batches(build_pretraining_data(config, progress=False), 3)
 arrays = {}
-for step in range(3, 3 + 4):
-    batch, _ = next(batches)
-    arrays.update({f"{step}/{key}": value for key, value in batch.items()})
+for name, packing in (("unpacked", []), ("packed", ["data.packing=true", "model.impl=fast"])):
+    config = load_config(config_path, [*sys.argv[5:], *packing])
+    batches = host_batches(build_pretraining_data(config, progress=False), 3)
+    for step in range(3, 3 + 4):
+        batch, _ = next(batches)
+        arrays.update({f"{name}/{step}/{key}": value for key, value in batch.items()})
 np.savez(out, **arrays)
 """
+PACKING = ["data.packing=true", "model.impl=fast"]  # as in ROWS_SCRIPT
 
 
 def test_each_process_builds_its_rows_and_they_concatenate_to_the_global_batch(
     corpus_path: Path, smoke_cache: Path, tmp_path: Path
 ) -> None:
     """Under jax.distributed, process i of 2 builds rows [i·B/2, (i+1)·B/2) of every batch itself,
-    bit-equal to the one-process batch (steps 3-6 span the end of the first epoch at this size)."""
+    bit-equal to the one-process batch (steps 3-6 span the end of the first epoch at this size), with
+    one example per row and with packed rows (each process packs the groups from lengths, then gathers
+    and masks only its rows)."""
     overrides = [f"data.path={corpus_path}", f"data.cache_dir={smoke_cache}", "train.batch_size=256"]
-    config = load_config(REPO_ROOT / "configs" / "smoke.yaml", overrides)
     from bert_flax.data.dataset import build_pretraining_data
     from bert_flax.data.pipeline import DataPosition
 
-    data = build_pretraining_data(config, progress=False)
-    assert 3 * 256 < data.train.examples_per_epoch < 7 * 256, "steps 3-6 should cross an epoch boundary"
+    streams = {
+        name: build_pretraining_data(load_config(REPO_ROOT / "configs" / "smoke.yaml", [*overrides, *extra]), False).train
+        for name, extra in (("unpacked", []), ("packed", PACKING))
+    }
+    assert 3 * 256 < streams["unpacked"].examples_per_epoch < 7 * 256, "steps 3-6 should cross an epoch boundary"
+    assert 3 * 256 < streams["packed"].row_stream.rows_per_epoch() < 7 * 256, "and so should the packed rows"
     port = _free_port()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
     outs = [tmp_path / f"rows{i}.npz" for i in range(NUM_PROCESSES)]
@@ -200,13 +207,14 @@ def test_each_process_builds_its_rows_and_they_concatenate_to_the_global_batch(
         output, _ = process.communicate(timeout=PAIR_TIMEOUT_S)
         assert process.returncode == 0, output[-LOG_TAIL_CHARS:]
     halves = [np.load(out) for out in outs]
-    batches = data.train.iterate(DataPosition(step=3))
-    for step in range(3, 7):
-        expected, _ = next(batches)
-        for key, value in expected.items():
-            got = np.concatenate([half[f"{step}/{key}"] for half in halves])
-            assert got.dtype == value.dtype, key
-            np.testing.assert_array_equal(got, value, err_msg=f"step {step} {key}")
+    for name, stream in streams.items():
+        batches = stream.iterate(DataPosition(step=3))
+        for step in range(3, 7):
+            expected, _ = next(batches)
+            for key, value in expected.items():
+                got = np.concatenate([half[f"{name}/{step}/{key}"] for half in halves])
+                assert got.dtype == value.dtype, key
+                np.testing.assert_array_equal(got, value, err_msg=f"{name} step {step} {key}")
 
 
 @pytest.mark.parametrize(
