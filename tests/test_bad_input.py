@@ -247,6 +247,30 @@ CASES = [
         lambda e: e.pretrain("data.max_seq_len=1024"),
     ),
     Case(
+        "packing-hf",
+        "packing with model.impl=hf",
+        "data.packing needs model.impl=fast",
+        lambda e: e.pretrain("data.packing=true", "model.impl=hf"),
+    ),
+    Case(
+        "packing-per-row",
+        "examples per row below 1",
+        "data.max_examples_per_row must be at least 1",
+        lambda e: e.pretrain("data.packing=true", "model.impl=fast", "data.max_examples_per_row=0"),
+    ),
+    Case(
+        "packing-row-too-short",
+        "packed rows too short",
+        "a packed row must hold two examples",
+        lambda e: e.pretrain("data.packing=true", "model.impl=fast", "data.max_seq_len=9"),
+    ),
+    Case(
+        "packing-predictions",
+        "prediction slots below a packed row's",
+        "can hold 20 predictions",
+        lambda e: e.pretrain("data.packing=true", "model.impl=fast", "masking.max_predictions=12"),
+    ),
+    Case(
         "cache-dir-file",
         "data cache dir is a file",
         "exists and is not a directory",

@@ -68,6 +68,10 @@ def test_run_dir_layout_and_metrics(full_run: Path) -> None:
     for record in train:
         assert set(record) >= METRIC_KEYS | {"learning_rate", "tokens_per_second", "grad_norm"}
         assert record["loss"] == pytest.approx(record["mlm_loss"] + record["nsp_loss"])
+        assert record["examples_per_step"] == 8  # one example per row
+        assert 8 * 5 <= record["real_tokens_per_step"] < 8 * 64  # B × L counts padding too
+        ratio = record["real_tokens_per_step"] / (8 * 64)
+        assert record["real_tokens_per_second"] == pytest.approx(ratio * record["tokens_per_second"], rel=1e-6)
     assert set(evals[-1]) >= METRIC_KEYS | {"perplexity"}
     assert evals[-1]["perplexity"] == pytest.approx(np.exp(evals[-1]["mlm_loss"]))
     assert sorted(int(p.name) for p in (full_run / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4]
@@ -97,6 +101,20 @@ def test_resume_gives_the_uninterrupted_trace_bit_for_bit(
     final_a = FlaxBertForPreTraining.from_pretrained(full_run / "final").params
     final_b = FlaxBertForPreTraining.from_pretrained(run_dir / "final").params
     jax.tree.map(np.testing.assert_array_equal, final_a, final_b)
+
+
+def test_packed_run_resumes_from_its_saved_data_state(corpus_path: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """data.packing: the checkpoint keeps the row stream's position (its group), the resumed run continues from
+    it with the trace of the uninterrupted run; a step holds more examples than rows."""
+    config = smoke_config(corpus_path, cache_dir, "data.packing=true", "model.impl=fast", "data.max_seq_len=128")
+    assert pretrain(config, tmp_path / "whole", show_progress=False).finished
+    assert pretrain(config, tmp_path / "resumed", stop_at=2, show_progress=False).step == 2
+    saved = json.loads((tmp_path / "resumed" / "checkpoints" / "2" / "data" / "metadata").read_text())  # Orbax's JSON item
+    assert set(saved) == {"step", "epoch", "offset", "group", "group_first_row"} and saved["step"] == 2
+    assert pretrain(config, tmp_path / "resumed", show_progress=False).finished
+    assert trace(tmp_path / "resumed") == trace(tmp_path / "whole")
+    train = read_metrics(tmp_path / "whole", "train")
+    assert all(r["examples_per_step"] > 8 and r["real_tokens_per_step"] > 0.9 * 8 * 128 for r in train)
 
 
 def test_resume_drops_metrics_logged_after_the_checkpoint(corpus_path: Path, cache_dir: Path, tmp_path: Path) -> None:

@@ -40,8 +40,9 @@ def _prepare(args: argparse.Namespace) -> int:
 def add_inspect_data(verbs: Any) -> None:
     help = "print training examples as the model will see them"
     command = add_config_command(verbs, "inspect-data", _inspect_data, help)
-    command.add_argument("--num", type=int, metavar="N", default=4, help="number of examples (default 4)")
-    command.add_argument("--json", action="store_true", help="one JSON object per line")
+    num_help = "number of rows (default 4; a packed row shows each of its examples)"
+    command.add_argument("--num", type=int, metavar="N", default=4, help=num_help)
+    command.add_argument("--json", action="store_true", help="one JSON object per row, one line each")
     command.add_argument("--split", choices=("train", "eval"), default="train", help="which examples")
 
 
