@@ -140,7 +140,10 @@ def test_packed_batches_hold_the_unpacked_examples(make_stream, nsp, pairing, wh
         examples = stream.row_stream.rows(step * 32, 32, Anchor()).examples
         alone, alone_instances = stream.rows(examples)  # the same examples, one per row
         assert_same_examples(batch, alone)
-        np.testing.assert_array_equal(instances.a_start, alone_instances.a_start)
+        fresh = stream.instances(examples)  # drawn anew, not taken from the packed group's instances
+        for instance_set in (instances, alone_instances):
+            for name in ("a_start", "a_end", "b_start", "b_end", "next_sentence_labels"):
+                np.testing.assert_array_equal(getattr(instance_set, name), getattr(fresh, name), err_msg=name)
         assert batch["example_weights"].sum() > 1.2 * 32  # rows hold several examples
 
 

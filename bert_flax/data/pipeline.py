@@ -229,6 +229,7 @@ class PretrainingStream:
         self.num_predictions = masking.num_predictions(data.max_seq_len, self.examples_per_row)
         self.row_stream = self._row_stream(self.units.count) if self.packed else None
         self._eval_row_streams: dict[int, RowStream] = {}
+        self._recent_instances: dict[int, Instances] = {}  # first example → instances of a packed group
 
     @property
     def examples_per_epoch(self) -> int:
@@ -262,14 +263,27 @@ class PretrainingStream:
         )
 
     def example_lengths(self, examples_N: np.ndarray) -> np.ndarray:
-        """int64 [N]: positions each example takes, [CLS] and [SEP]s included (all a packer needs)."""
+        """int64 [N]: positions each example takes, [CLS] and [SEP]s included (all a packer needs). The
+        instances of a run of examples (a group being packed) are kept for the rows built from it next."""
         instances = self.instances(examples_N)
+        if len(examples_N) and np.all(np.diff(examples_N) == 1):
+            if len(self._recent_instances) >= 4:
+                self._recent_instances.pop(next(iter(self._recent_instances)))
+            self._recent_instances[int(examples_N[0])] = instances
         len_b_N = instances.b_end - instances.b_start
         return (instances.a_end - instances.a_start) + 2 + np.where(len_b_N > 0, len_b_N + 1, 0)
 
+    def _instances_of(self, examples_N: np.ndarray) -> Instances:
+        """`instances(examples_N)`, taken from a packed group's when it holds them all: an example's pair is a
+        function of its index alone, so taking it from the group's draw gives the same spans."""
+        for first, instances in self._recent_instances.items():
+            if len(examples_N) and first <= examples_N.min() and examples_N.max() < first + len(instances):
+                return instances.take(examples_N - first)
+        return self.instances(examples_N)
+
     def examples(self, examples_N: np.ndarray) -> tuple[Batch, Instances]:
         """Examples `examples_N` laid out and masked as rows of their own (`mask_examples`), and their instances."""
-        instances = self.instances(examples_N)
+        instances = self._instances_of(examples_N)
         rng = RowRandom(derive_key(self.seed, Stream.MASKING, self.stream), examples_N)
         masked = mask_examples(instances, self.tokenized.token_ids, self.ids, self.data, self.masking, rng, self.mlm)
         return masked, instances
