@@ -220,7 +220,10 @@ class MaskingConfig(_Section):
         """P, the fixed number of prediction slots per row (`examples_per_row` > 1: packed rows)."""
         if self.max_predictions is not None:
             return self.max_predictions
-        most = max_seq_len * self.mask_prob if examples_per_row == 1 else self.row_prediction_bound(max_seq_len, examples_per_row)
+        if examples_per_row == 1:
+            most = max_seq_len * self.mask_prob
+        else:
+            most = self.row_prediction_bound(max_seq_len, examples_per_row)
         return min(max_seq_len, 4 * math.ceil(most / 4))
 
     def row_prediction_bound(self, max_seq_len: int, examples_per_row: int) -> int:

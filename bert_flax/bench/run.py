@@ -152,7 +152,8 @@ def run_bench(
     """Time the trainer's step ("ours"), with `compare_impl` also the other `model.impl` ("ours-hf" or
     "ours-fast"), with `compare_packing` the other data.packing ("ours-packed" or "ours-unpacked", on its
     own rows of the corpus), and with `baseline` a registered baseline, interleaved; one dict."""
-    _check_options(config, steps, warmup, baseline, data, prefetch, peak_tflops, measure_peak, (compare_impl, compare_packing))
+    compare = (compare_impl, compare_packing)
+    _check_options(config, steps, warmup, baseline, data, prefetch, peak_tflops, measure_peak, compare)
     check_batch_sizes(config, jax.device_count(), jax.process_count())
     vocab_size, batches = _batches(config, data)
     pretrained = build_model(config, vocab_size)

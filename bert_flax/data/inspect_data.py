@@ -78,11 +78,8 @@ def _rows(data: PretrainingData, batch: Batch, instances: Instances, limit: int)
 
 def _marked(record: dict[str, Any], tokenizer: PreTrainedTokenizerBase, start: int, end: int) -> str:
     """Tokens [start, end) of a row, masked positions shown as [MASK→original], «random→original» or ‹kept›."""
-    originals = {
-        position: tokenizer.convert_ids_to_tokens(token_id)
-        for position, token_id, weight in zip(record["masked_lm_positions"], record["masked_lm_ids"], record["masked_lm_weights"])
-        if weight > 0
-    }
+    predictions = zip(record["masked_lm_positions"], record["masked_lm_ids"], record["masked_lm_weights"])
+    originals = {position: tokenizer.convert_ids_to_tokens(token_id) for position, token_id, weight in predictions if weight}
     tokens = []
     for position in range(start, end):
         token = record["tokens"][position]

@@ -110,7 +110,9 @@ def mask_examples(
     }
 
 
-def pack_rows(examples: Batch, row_starts_R1: np.ndarray, examples_per_row: int, num_predictions: int, pad_id: int) -> Batch:
+def pack_rows(
+    examples: Batch, row_starts_R1: np.ndarray, examples_per_row: int, num_predictions: int, pad_id: int
+) -> Batch:
     """The batch contract from one-example rows (`mask_examples`): row r holds examples
     [row_starts[r], row_starts[r + 1]) back to back from position 0, then [PAD]. Per token: its example's
     number in the row (`segment_ids`, 1..E, 0 at padding) and its position in the example; per example slot
@@ -291,12 +293,14 @@ class PretrainingStream:
     def rows(self, rows_B: np.ndarray) -> tuple[Batch, Instances]:
         """The batch of one example per row, examples `rows_B`, and their instances."""
         examples, instances = self.examples(rows_B)
-        return pack_rows(examples, one_per_row(len(rows_B)), 1, self.masking.num_predictions(self.data.max_seq_len), self.ids.pad), instances
+        slots = self.masking.num_predictions(self.data.max_seq_len)
+        return pack_rows(examples, one_per_row(len(rows_B)), 1, slots, self.ids.pad), instances
 
     def packed_rows(self, packed: PackedRows) -> tuple[Batch, Instances]:
         """The batch of packed rows `packed` and the instances of their examples (row by row, slot by slot)."""
         examples, instances = self.examples(packed.examples)
-        return pack_rows(examples, packed.row_starts, self.examples_per_row, self.num_predictions, self.ids.pad), instances
+        batch = pack_rows(examples, packed.row_starts, self.examples_per_row, self.num_predictions, self.ids.pad)
+        return batch, instances
 
     def position(self, step: int) -> DataPosition:
         """The position before batch `step`; packed, found by packing every group before it (O(groups))."""
@@ -376,7 +380,9 @@ class PretrainingStream:
     def _packed_eval_batch(self, rows_B: np.ndarray, max_batches: int) -> tuple[Batch, Instances]:
         row_stream = self._eval_rows(max_batches)
         real = max(0, min(len(rows_B), row_stream.rows_per_epoch() - int(rows_B[0])))
-        packed = row_stream.rows(int(rows_B[0]), real, Anchor()) if real else PackedRows(np.zeros(1, np.int64), np.zeros(0, np.int64))
+        packed = PackedRows(np.zeros(1, np.int64), np.zeros(0, np.int64))
+        if real:
+            packed = row_stream.rows(int(rows_B[0]), real, Anchor())
         empty_rows = np.full(len(rows_B) - real, packed.row_starts[-1])
         return self.packed_rows(PackedRows(np.concatenate([packed.row_starts, empty_rows]), packed.examples))
 
