@@ -491,11 +491,13 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML config (defaults when `path` is None) and apply `section.key=value` overrides."""
+def load_config(path: Any = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (defaults when `path` is None) and apply `section.key=value` overrides.
+
+    `path`: a file name, or any path object with `is_file` and `read_text` (a run's config.yaml in a bucket)."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        path = Path(path) if isinstance(path, str) else path
         if not path.is_file():
             raise UserError(f"config file {path} does not exist; pass an existing YAML file with --config")
         try:
