@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import glob
 import io
+import logging
 import os
 import posixpath
 import shutil
@@ -163,6 +164,9 @@ def _fs() -> Any:
     emulator = bool(os.environ.get("STORAGE_EMULATOR_HOST"))
     if not emulator:
         _check_credentials()
+    # gcsfs logs each request that ran out of retries with its traceback, then raises: the error reaches
+    # the user once, as one line (UserError or StorageFailed; --debug shows the traceback).
+    logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
     # Every gcsfs instance created from here on (Orbax's through etils too) lists afresh each time.
     fsspec.config.conf.setdefault("gcs", {}).setdefault("use_listings_cache", False)
     return gcsfs.GCSFileSystem(token="anon" if emulator else "google_default", use_listings_cache=False)
@@ -172,6 +176,9 @@ def _check_credentials() -> None:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
+    auth_log = logging.getLogger("google.auth")
+    level = auth_log.level
+    auth_log.setLevel(logging.ERROR)  # each way it tried is a warning; the one line below says what to do
     try:
         google.auth.default()
     except DefaultCredentialsError:
@@ -179,6 +186,8 @@ def _check_credentials() -> None:
             f"gs:// paths need Google Cloud credentials and none were found; run `{LOGIN}` "
             "(on a TPU VM, its service account is found by itself)"
         ) from None
+    finally:
+        auth_log.setLevel(level)
 
 
 def check_bucket(path: GsPath, what: str, fix: str) -> None:
