@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -234,31 +235,43 @@ def one_line_error(stderr: str) -> str:
     return lines[0]
 
 
-def cli_process(tmp_path: Path, code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
+@pytest.fixture
+def fresh_clients(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The storage clients set up again for one test (and again after it), in an empty working directory."""
+    from bert_flax import storage
+
+    monkeypatch.chdir(tmp_path)
+    storage._fs.cache_clear()
+    yield monkeypatch
+    storage._fs.cache_clear()
 
 
-def pretrain_code(run_dir: str, corpus_path: Path, smoke_cache: Path, before: str = "") -> str:
+def refused_pretrain(run_dir: str, corpus_path: Path, smoke_cache: Path, caplog: pytest.LogCaptureFixture) -> str:
     argv = ["pretrain", "--config", SMOKE, "--run-dir", run_dir, f"data.path={corpus_path}", f"data.cache_dir={smoke_cache}"]
-    return f"import sys; {before}from bert_flax.cli import main; sys.exit(main({argv!r}))"
+    code, out, err = run_cli(*argv)
+    assert (code, out) == (EXIT_BAD_INPUT, ""), err
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    return one_line_error(err)
 
 
-def test_without_the_gcs_extra_a_bucket_is_one_line_naming_it(tmp_path: Path, corpus_path: Path, smoke_cache: Path) -> None:
-    code = pretrain_code("gs://some-bucket/run", corpus_path, smoke_cache, before="sys.modules['gcsfs'] = None; ")
-    result = cli_process(tmp_path, code, dict(os.environ))
-    assert result.returncode == EXIT_BAD_INPUT
-    assert 'pip install "bert_flax[gcs]"' in one_line_error(result.stderr)
+def test_without_the_gcs_extra_a_bucket_is_one_line_naming_it(
+    fresh_clients: pytest.MonkeyPatch, tmp_path: Path, corpus_path: Path, smoke_cache: Path, caplog
+) -> None:
+    fresh_clients.setitem(sys.modules, "gcsfs", None)  # `import gcsfs` fails, as without the extra
+    message = refused_pretrain("gs://some-bucket/run", corpus_path, smoke_cache, caplog)
+    assert 'pip install "bert_flax[gcs]"' in message
     assert list(tmp_path.iterdir()) == []
 
 
 def test_without_credentials_a_bucket_is_one_line_naming_the_login(
-    tmp_path: Path, corpus_path: Path, smoke_cache: Path
+    fresh_clients: pytest.MonkeyPatch, tmp_path: Path, corpus_path: Path, smoke_cache: Path, caplog
 ) -> None:
     """No emulator: the real service's path, where google-auth finds no credentials (an empty gcloud
     config, no metadata server); a proxy on a closed loopback port catches any request that would leave."""
-    env = {k: v for k, v in os.environ.items() if k not in emulator_env("")}
-    env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
-    result = cli_process(tmp_path, pretrain_code("gs://some-bucket/run", corpus_path, smoke_cache), env)
-    assert result.returncode == EXIT_BAD_INPUT
-    assert "gcloud auth application-default login" in one_line_error(result.stderr)
+    for name in emulator_env(""):
+        fresh_clients.delenv(name)
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        fresh_clients.setenv(name, "http://127.0.0.1:9")
+    message = refused_pretrain("gs://some-bucket/run", corpus_path, smoke_cache, caplog)
+    assert "gcloud auth application-default login" in message
     assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,7 @@
 """The README stays true: its generated references match the code, and every command in its `bash`
 blocks runs — in order, in one scratch directory — except the few that need a network, a TPU or
-are the test suite itself, listed below with the reason.
+are the test suite itself, listed below with the reason. Buckets (gs://) are those of the session's
+Cloud Storage emulator; scripts/tpu_vm.sh runs with --dry-run.
 
 Long commands get overrides appended that make them tiny (a later `key=value` wins), so what is
 checked is that each command line parses, finds its files and flags, and exits 0.
@@ -39,6 +40,7 @@ TINY = {
     "bench": "--steps 2 --warmup 1 model.preset=tiny train.batch_size=8",
     "bench-data": "--seconds 0.5",
     "scripts/bench_pytorch.py": "--preset tiny --batch-size 8 --steps 2 --warmup 1",
+    "scripts/tpu_vm.sh": "--dry-run",  # prints the gcloud commands: no GCP from here
 }
 
 
@@ -55,6 +57,7 @@ def readme_commands(text: str) -> list[str]:
 
 
 COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
+BUCKETS = sorted(set(re.findall(r"gs://([a-z0-9][a-z0-9._-]{2,62})", "\n".join(COMMANDS))))  # on the test server
 
 
 def test_generated_references_are_current() -> None:
@@ -68,8 +71,13 @@ def test_the_not_run_list_names_readme_commands() -> None:
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path) -> Path:
-    """A user's working directory: the repo's configs and scripts and small task data from the corpus."""
+def scratch(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A user's working directory: the repo's configs and scripts and small task data from the corpus,
+    and the buckets the commands name, on the session's Cloud Storage emulator."""
+    if BUCKETS:
+        server = request.getfixturevalue("gcs_server")
+        for bucket in BUCKETS:
+            server.create_bucket(bucket)
     root = tmp_path_factory.mktemp("readme")
     for name in ("configs", "scripts"):
         (root / name).symlink_to(REPO_ROOT / name)
