@@ -28,8 +28,9 @@ import os
 import posixpath
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Callable, Iterator, TypeVar
+from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 from bert_flax.disk import check_writable_dir
 from bert_flax.disk import write_dir as write_local_dir
@@ -56,7 +57,7 @@ class GsPath:
     def __str__(self) -> str:
         return self.url
 
-    def __truediv__(self, name: str | PurePosixPath) -> "GsPath":
+    def __truediv__(self, name: str | PurePosixPath) -> GsPath:
         return GsPath(f"{self.url}/{name}")
 
     @property
@@ -68,19 +69,16 @@ class GsPath:
         return posixpath.basename(self.url[len(SCHEME) :]) if "/" in self.url[len(SCHEME) :] else self.bucket
 
     @property
-    def parent(self) -> "GsPath":
+    def parent(self) -> GsPath:
         rest = self.url[len(SCHEME) :]
         return GsPath(SCHEME + posixpath.dirname(rest)) if "/" in rest else self
 
-    def with_name(self, name: str) -> "GsPath":
-        return self.parent / name
-
-    def relative_to(self, other: "GsPath") -> PurePosixPath:
+    def relative_to(self, other: GsPath) -> PurePosixPath:
         if not (self.url + "/").startswith(other.url + "/"):
             raise ValueError(f"{self} is not under {other}")
         return PurePosixPath(self.url[len(other.url) + 1 :])
 
-    def expanduser(self) -> "GsPath":
+    def expanduser(self) -> GsPath:
         return self
 
     absolute = resolve = expanduser
@@ -97,14 +95,11 @@ class GsPath:
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to do: a GCS prefix exists once an object is under it."""
 
-    def iterdir(self) -> Iterator["GsPath"]:
+    def iterdir(self) -> Iterator[GsPath]:
         for name in sorted(_fs().ls(self.url, detail=False)):
             child = GsPath(SCHEME + name.rstrip("/"))
             if child != self:
                 yield child
-
-    def glob(self, pattern: str) -> list["GsPath"]:
-        return sorted(GsPath(SCHEME + name) for name in _fs().glob(f"{self.url}/{pattern}"))
 
     def read_bytes(self) -> bytes:
         return _fs().cat_file(self.url)
@@ -117,12 +112,19 @@ class GsPath:
             raise ValueError(f"{self}: GsPath.open reads only ('rb'); write with storage.write_file")
         return _fs().open(self.url, "rb")
 
-    def stat(self) -> os.stat_result:
-        """Size and modification time (the object's `updated`, which changes with every new version)."""
+    def stat(self) -> ObjectStat:
+        """Size and modification time (the object's `updated`, which every new version changes)."""
         info = _fs().info(self.url)
         updated = info["mtime"]
         mtime_ns = calendar.timegm(updated.utctimetuple()) * 10**9 + updated.microsecond * 1000
-        return os.stat_result((0o100644, 0, 0, 1, 0, 0, int(info["size"]), 0, 0, 0, 0, 0, 0, mtime_ns))
+        return ObjectStat(int(info["size"]), mtime_ns)
+
+
+class ObjectStat(NamedTuple):
+    """What `GsPath.stat` knows, under os.stat_result's names."""
+
+    st_size: int
+    st_mtime_ns: int
 
 
 AnyPath = Path | GsPath
@@ -207,7 +209,9 @@ def check_bucket(path: GsPath, what: str, fix: str) -> None:
             f"grant it (e.g. roles/storage.admin on the bucket) or {fix}"
         ) from None
     except Exception as err:  # credentials refused, the service unreachable: google's many error types
-        raise UserError(f"{what} {path}: cannot reach bucket gs://{path.bucket} ({first_line(err, 200)}); {fix}") from None
+        raise UserError(
+            f"{what} {path}: cannot reach bucket gs://{path.bucket} ({first_line(err, 200)}); {fix}"
+        ) from None
 
 
 def check_writable(path: AnyPath, what: str, fix: str) -> None:
@@ -258,10 +262,15 @@ def upload_dir(local: Path, target: GsPath, last: tuple[str, ...] = ()) -> None:
     ordered = [f for f in files if f not in last] + [f for f in last if f in files]
     for name in ordered:
         upload_file(local / name, target / name)
+    _delete_all_but(target, set(files))
+
+
+def _delete_all_but(target: GsPath, kept: set[str]) -> None:
+    """Delete the objects under `target` whose names (relative to it) are not in `kept`."""
     fs = _fs()
-    stale = [name for name in fs.find(target.url) if (SCHEME + name) not in {(target / f).url for f in files}]
-    if stale:
-        fs.rm(stale)
+    others = [name for name in fs.find(target.url) if GsPath(SCHEME + name).relative_to(target).as_posix() not in kept]
+    if others:
+        fs.rm(others)
 
 
 def remove(path: AnyPath) -> None:
@@ -316,8 +325,8 @@ def local_copy(path: AnyPath) -> Path:
 
 class WorkingCopy:
     """A local file or directory that a writer appends to, standing for `target`: `target` itself when it
-    is local (then `publish` has nothing to do); for gs:// a local copy, downloaded by `fetch`, that
-    `publish` uploads whole (a directory: its changed files, and objects it lacks deleted)."""
+    is local (then `publish` has nothing to do); for gs:// a fresh one in a temporary directory, which
+    `publish` uploads whole (a directory: its changed files, then the objects it lacks deleted)."""
 
     def __init__(self, target: AnyPath) -> None:
         self.target = target
@@ -336,10 +345,7 @@ class WorkingCopy:
             if self._published.get(name) != (stat.st_size, stat.st_mtime_ns):
                 upload_file(file, self.target / name)
                 self._published[name] = (stat.st_size, stat.st_mtime_ns)
-        fs = _fs()
-        stale = [n for n in fs.find(self.target.url) if GsPath(SCHEME + n).relative_to(self.target).as_posix() not in self._published]
-        if stale:
-            fs.rm(stale)
+        _delete_all_but(self.target, set(self._published))
 
     def close(self) -> None:
         if self._scratch is not None:

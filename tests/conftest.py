@@ -3,8 +3,6 @@ and a Cloud Storage emulator on loopback for the gs:// tests."""
 
 from __future__ import annotations
 
-import gcs_emulator  # first: every Cloud Storage client of the session (and its subprocesses) goes to 127.0.0.1
-
 import hashlib
 import json
 import os
@@ -14,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import gcs_emulator  # sets the environment that sends every Cloud Storage client to 127.0.0.1
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

