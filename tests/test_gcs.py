@@ -51,10 +51,11 @@ def trace(metrics_text: str) -> list[dict]:
 
 
 def objects(prefix: GsPath) -> list[str]:
-    """Every object name under `prefix`, relative to it."""
-    from bert_flax.storage import _fs
+    """Every object name under `prefix`, relative to it, as a client of its own sees them."""
+    import gcsfs
 
-    return sorted(GsPath(f"gs://{name}").relative_to(prefix).as_posix() for name in _fs().find(prefix.url))
+    fs = gcsfs.GCSFileSystem(token="anon", skip_instance_cache=True, use_listings_cache=False)
+    return sorted(GsPath(f"gs://{name}").relative_to(prefix).as_posix() for name in fs.find(prefix.url))
 
 
 @pytest.fixture(scope="module")
