@@ -276,7 +276,7 @@ def _ensure_published(
     _check_parent(copy)
     _clear_leftovers(copy)
     built = rebuild or not (remote / MANIFEST).is_file()
-    if built:
+    if built:  # from this config: it matches
         _build(copy, data, tokenizer, identity, name, fingerprint, progress, rebuild=True)
         publish(copy, remote)
     else:
@@ -284,6 +284,5 @@ def _ensure_published(
         _check_matches(remote, read_manifest(remote), identity, fingerprint, data, name)  # before copying anything
         if not (copy / MANIFEST).is_file() or (copy / MANIFEST).read_text(encoding="utf-8") != manifest_text:
             write_dir(copy, lambda directory: fetch(remote, manifest_text, directory))
-    _check_matches(remote, read_manifest(copy), identity, fingerprint, data, name)
     tokenized, manifest = open_prepared(copy)
     return Prepared(copy, tokenized, manifest, built, remote)

@@ -10,8 +10,8 @@ In a gs:// run dir Orbax writes through TensorStore's gcs driver. It cannot rena
 written in place and finished by its `commit_success.txt` (layout.COMMIT_MARKER); Orbax never lists
 or restores a step without it, and one left by a killed save is deleted before the run goes on. A
 failure of the bucket during a save stops the run with a StorageFailed (exit 75: rerun to resume).
-Without TensorStore's own retry limits (32 tries, up to 32 s apart, about 15 minutes for an unreachable
-server; Orbax offers no setting), a save to a bucket that went away fails only after that long.
+TensorStore retries a failed write 32 times, up to 32 s apart (Orbax offers no setting), so a save to
+a bucket that went away fails about 15 minutes later.
 """
 
 from __future__ import annotations

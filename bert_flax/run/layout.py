@@ -81,8 +81,6 @@ class RunDir:
 
     def checkpoint_steps(self) -> list[int]:
         """Finished steps, oldest first (Orbax step directories are plain integers)."""
-        if not self.checkpoints.is_dir():
-            return []
         return sorted(int(p.name) for p in self.step_dirs() if is_finished_step(p))
 
     def step_dirs(self) -> list[AnyPath]:
