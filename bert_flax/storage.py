@@ -29,7 +29,7 @@ import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 from bert_flax.disk import check_writable_dir
@@ -135,6 +135,9 @@ def to_path(location: str | os.PathLike) -> AnyPath:
     if isinstance(location, GsPath):
         return location
     text = os.fspath(location)
+    first, _, rest = text.partition(":/")
+    if isinstance(location, PurePath) and first in ("gs", "s3") and rest and not rest.startswith("/"):
+        text = f"{first}://{rest}"  # Path("gs://b/run") is gs:/b/run: the URL it was
     if text.startswith(SCHEME):
         if not text[len(SCHEME) :].partition("/")[0]:
             raise UserError(f"{text} names no bucket; write gs://BUCKET/PREFIX")
