@@ -188,11 +188,13 @@ def faults(tmp_path_factory: pytest.TempPathFactory, corpus_path: Path, smoke_ca
     (root / "objects").mkdir()
     server.start()
     run = to_path(f"gs://{server.create_bucket()}/run")
+    (root / "tmp").mkdir()  # the working copies a killed process leaves behind stay in here
     env = {
         **os.environ,
         **emulator_env(server.url),
         "HF_HUB_OFFLINE": "1",
         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "TMPDIR": str(root / "tmp"),
     }
     argv = [
         "pretrain",
