@@ -96,7 +96,7 @@ def check_options(
 def _check_rows(run: _Run, names: list[str], baselines: list[str]) -> None:
     """Every row's config loads with the user's overrides (one can make a row invalid): refused up front."""
     for name in names:
-        for row in plan(SUITES[name], baselines):
+        for row in sorted(plan(SUITES[name], baselines), key=lambda row: row.baseline is not None):  # ours first
             try:
                 load_config(run.config_path, [*run.overrides, *row.overrides])
             except UserError as err:
