@@ -22,7 +22,7 @@ from bert_flax.bench.baselines import BASELINES, PYTORCH_SCRIPT, Baseline, StepS
 from bert_flax.bench.peaks import known_peak_tflops
 from bert_flax.bench.processes import run_process
 from bert_flax.bench.suite import run_suite
-from bert_flax.bench.suite_matrix import SUITES, OursRow, plan
+from bert_flax.bench.suite_matrix import FAST_FOR_ACCELERATORS, OURS_ROWS, SUITES, OursRow, plan
 from bert_flax.cli import main
 from bert_flax.config import load_config
 
@@ -134,6 +134,18 @@ def test_every_suite_row_is_the_config_it_says() -> None:
     goal = [(row.name, row.shape) for row in plan(SUITES["accelerator"], list(BASELINES))]
     assert goal[0][0] == "fast"  # what matters most runs first: fast and torch.compile at every shape
     assert {("fast", s) for s in SUITES["accelerator"].shapes} | {("pytorch-compile", s) for s in SUITES["accelerator"].shapes} <= set(goal)
+
+
+def test_the_packing_hook_is_one_row_at_every_shape() -> None:
+    """suite_matrix's hook: one OursRow (commented out until data.packing exists) runs at every shape of every
+    suite, on the corpus, after the rows the order names; the smoke suite, which the tests run, includes it."""
+    packed = OursRow("fast packed", (*FAST_FOR_ACCELERATORS, "data.packing=true"), data="real")
+    for suite in SUITES.values():
+        rows = plan(dataclasses.replace(suite, ours=(*suite.ours, packed)), list(BASELINES))
+        added = [row for row in rows if row.name == "fast packed"]
+        assert [row.shape for row in added] == list(suite.shapes) and rows[-len(added):] == added
+        assert all(row.data == "real" and row.overrides[-4:] == packed.overrides for row in added)
+    assert set(OURS_ROWS) <= set(SUITES["smoke"].ours)
 
 
 def test_pytorch_baselines_run_the_script_at_the_rows_shape() -> None:

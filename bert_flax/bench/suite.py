@@ -246,6 +246,6 @@ def run_suite(
         rate = done.get("tokens_per_second")
         outcome = f"{rate:,.0f} tokens/s" if rate else f"{done['status']}: {done.get('error')}"
         progress(f"[{index}/{len(rows)}] {row.name} at {row.shape.label}: {outcome} ({done['seconds'] or 0:.0f} s)")
-    result = finish(result)
+    result = finish({**result, "total_seconds": round(time.monotonic() - started, 1)})
     _write(result, out)
     return result

@@ -88,6 +88,9 @@ def _header(result: dict[str, Any]) -> list[str]:
         f"median step; synthetic full-length batches (a row named … real reads the corpus), vocabulary "
         f"{result['vocab_size']:,}, MLM + NSP, AdamW; model FLOPs as `bert-flax bench --help` states; "
         f"time limit {'none' if limit is None else f'{limit:g} min'}",
+        f"- **wall time**: probe {result['probe_seconds']:g} s, checks {result['checks_seconds']:g} s, rows "
+        + ", ".join(f"{row['row']} {row['seconds'] or 0:g} s" for row in result["rows"])
+        + (f"; total {result['total_seconds']:g} s" if "total_seconds" in result else " so far"),
     ]
 
 

@@ -93,14 +93,13 @@ def add_bench(verbs: Any) -> None:
     help = "time the training step: tokens/s, step time, compile time, memory, MFU"
     command = add_config_command(verbs, "bench", _bench, help)
     command.epilog = FLOPS_HELP
-    suites = "; ".join(f"{name}: {suite.title}" for name, suite in SUITES.items())
     command.add_argument(
         "--suite",
         nargs="?",
         const="",
         metavar="NAME",
         help="time a fixed matrix of shapes × rows (ours, every baseline), each row in its own process, and print "
-        f"one table; NAME: {suites} (default: accelerator on a GPU or TPU, cpu on a CPU)",
+        f"one table; NAME: {', '.join(SUITES)} (default: accelerator on a GPU or TPU, cpu on a CPU)",
     )
     command.add_argument("--steps", type=int, metavar="N", help="timed steps (default 20; --suite: the suite's)")
     warmup_help = "untimed steps after compilation (default 3; --suite: the suite's)"
@@ -127,7 +126,7 @@ def add_bench(verbs: Any) -> None:
     command.add_argument("--compare-impl", action="store_true", help=compare_help)
     only_help = "only compile the step on shapes (nothing allocated or run): compile time and memory_analysis"
     command.add_argument("--compile-only", action="store_true", help=only_help)
-    limit_help = "--suite: rows not started within this many minutes are skipped (default: the suite's; accelerator 8)"
+    limit_help = "--suite: rows not started within this many minutes are skipped (default: the suite's; accelerator 7.5)"
     command.add_argument("--time-limit", type=float, metavar="MINUTES", help=limit_help)
     out_help = "--suite: also write the table to FILE.md and the rows to FILE.json, rewritten after every row"
     command.add_argument("--out", metavar="FILE", help=out_help)
