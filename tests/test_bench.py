@@ -153,10 +153,12 @@ def test_an_external_baseline_runs_after_ours_at_its_shape(corpus_path, smoke_ca
     monkeypatch.setitem(BASELINES, "fixed-rate", Baseline("B × L tokens per 0.5 s", command=command))
     config = smoke_config(corpus_path, smoke_cache)
     result = run_bench(config, steps=1, warmup=0, baseline="fixed-rate")
-    assert result["fixed-rate"] == {"tokens_per_second": 8 * 64 / 0.5, "first_step_seconds": 0.25, "compile_seconds": 0.25}
+    fixed = {"tokens_per_second": 8 * 64 / 0.5, "first_step_seconds": 0.25, "compile_seconds": 0.25}
+    assert result["fixed-rate"] == fixed
     assert result["ratio_tokens_per_second"] == result["ours"]["tokens_per_second"] / (8 * 64 / 0.5)
     with pytest.raises(UserError, match="--baseline fixed-rate cannot run: it builds its model from a preset"):
-        run_bench(dataclasses.replace(config, model=dataclasses.replace(config.model, init="some/model")), baseline="fixed-rate")
+        from_checkpoint = dataclasses.replace(config, model=dataclasses.replace(config.model, init="some/model"))
+        run_bench(from_checkpoint, baseline="fixed-rate")
 
 
 def test_bench_compile_only_reports_compile_time_and_memory(capsys):

@@ -10,6 +10,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import time
 import pytest
 from conftest import REPO_ROOT
 
-from bert_flax.bench.baselines import BASELINES, PYTORCH_SCRIPT, Baseline, StepShape
+from bert_flax.bench.baselines import BASELINES, PYTORCH_SCRIPT, Baseline, StepShape, external_report, run_external
 from bert_flax.bench.peaks import known_peak_tflops
 from bert_flax.bench.processes import run_process
 from bert_flax.bench.suite import run_suite
@@ -65,7 +66,7 @@ def _table(markdown: str) -> dict[str, dict[str, str]]:
     """The table's rows by their row cell: column → cell."""
     lines = [line for line in markdown.splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in lines[0].strip("|").split(" | ")]
-    rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split(" | ")))) for line in lines[1:]]
+    rows = [dict(zip(header, [cell.strip() for cell in line.strip("|").split(" | ")], strict=True)) for line in lines[1:]]
     return {row["row"]: row for row in rows}
 
 
@@ -133,7 +134,7 @@ def test_every_suite_row_is_the_config_it_says() -> None:
                 assert config.model.scan_layers
     goal = [(row.name, row.shape) for row in plan(SUITES["accelerator"], list(BASELINES))]
     assert goal[0][0] == "fast"  # what matters most runs first: fast and torch.compile at every shape
-    assert {("fast", s) for s in SUITES["accelerator"].shapes} | {("pytorch-compile", s) for s in SUITES["accelerator"].shapes} <= set(goal)
+    assert {(name, s) for name in ("fast", "pytorch-compile") for s in SUITES["accelerator"].shapes} <= set(goal)
 
 
 def test_the_packing_hook_is_one_row_at_every_shape() -> None:
@@ -164,6 +165,21 @@ def test_pytorch_baselines_run_the_script_at_the_rows_shape() -> None:
         assert (args.dtype, args.steps, args.warmup, args.peak_tflops) == ("bfloat16", 20, 3, 989.5)
         assert args.device == "cuda" and args.compile is compiled and args.json
     assert BASELINES["pytorch-eager"].available("tpu").startswith("PyTorch would run on the host")
+
+
+def test_an_external_baseline_compiles_cold_every_run() -> None:
+    """Its compilation caches (`cache_env`) are a fresh empty directory per run, gone afterwards."""
+    program = (
+        "import json, os; d = os.environ['FAKE_CACHE']; empty = not os.path.exists(d) or not os.listdir(d); "
+        "os.makedirs(d, exist_ok=True); open(os.path.join(d, 'kernel'), 'w').close(); "
+        "print(json.dumps({'cache': {'dir': d, 'empty': empty}}))"
+    )
+    baseline = Baseline("reports its cache", command=lambda shape, backend: [sys.executable, "-c", program],
+                        cache_env=("FAKE_CACHE",))
+    shape = StepShape("tiny", 1000, 64, 8, 0.15, "float32", 1, 0, 0, None)
+    runs = [external_report(run_external(baseline, shape, "cpu", 30, {"PATH": "/usr/bin"}).stdout) for _ in range(2)]
+    assert runs[0]["empty"] and runs[1]["empty"] and runs[0]["dir"] != runs[1]["dir"]
+    assert not any(os.path.exists(run["dir"]) for run in runs)
 
 
 def test_a_rows_process_fails_in_one_line() -> None:

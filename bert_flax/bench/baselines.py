@@ -9,9 +9,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from bert_flax.bench.processes import Finished, run_process
 
 if TYPE_CHECKING:
     from bert_flax.bench.timing import Mode
@@ -43,10 +47,20 @@ class Baseline:
     mode: Callable[..., "Mode"] | None = None  # (config, pretrained model, batch factory, prefetch) → timed Mode
     command: Callable[[StepShape, str], list[str]] | None = None  # (shape, backend) → argv of the other process
     available: Callable[[str], str | None] = lambda backend: None  # backend → why it cannot run here, or None
+    # Variables naming the other process's compilation caches: each run gets them empty, so its first step
+    # is a cold compile every time, as ours is (JAX keeps no compilation cache unless one is configured).
+    cache_env: tuple[str, ...] = ()
 
     @property
     def external(self) -> bool:
         return self.command is not None
+
+
+def run_external(baseline: Baseline, shape: StepShape, backend: str, timeout: float, env: dict[str, str]) -> Finished:
+    """The baseline's process at `shape`, its compilation caches (`cache_env`) in a fresh directory."""
+    with tempfile.TemporaryDirectory(prefix="bert_flax-baseline-") as caches:
+        fresh = {name: os.path.join(caches, name.lower()) for name in baseline.cache_env}
+        return run_process(baseline.command(shape, backend), timeout, {**env, **fresh})
 
 
 def external_report(stdout: str) -> dict[str, Any]:
@@ -108,5 +122,6 @@ BASELINES: dict[str, Baseline] = {
         "the same with torch.compile",
         command=_pytorch(compile=True),
         available=_pytorch_available,
+        cache_env=("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"),
     ),
 }

@@ -10,6 +10,7 @@ reports compile time and XLA's memory_analysis.
 from __future__ import annotations
 
 import itertools
+import os
 import resource
 import time
 from typing import Any
@@ -18,11 +19,10 @@ import jax
 import numpy as np
 from transformers import FlaxBertForPreTraining
 
-from bert_flax.bench.baselines import BASELINES, StepShape, external_report
+from bert_flax.bench.baselines import BASELINES, StepShape, external_report, run_external
 from bert_flax.bench.checks import attention_kernel, expected_attention_kernel
 from bert_flax.bench.device import memory, resolve_peak_tflops, xla_flops
 from bert_flax.bench.ours import other_impl_config, trainer_mode
-from bert_flax.bench.processes import run_process
 from bert_flax.bench.synthetic import synthetic_batch, synthetic_vocab_size
 from bert_flax.bench.timing import Batches, Mode, StepWork, step_rates, time_interleaved
 from bert_flax.config import Config
@@ -104,7 +104,7 @@ def _step_work(config: Config, pretrained: PretrainingModel, peak: float | None)
 def _external_baseline(name: str, config: Config, vocab_size: int, steps: int, warmup: int, peak: float | None) -> dict:
     """An external baseline's report on the config's shapes (it raises when the process fails)."""
     shape = step_shape(config, vocab_size, steps, warmup, peak)
-    finished = run_process(BASELINES[name].command(shape, jax.devices()[0].platform), timeout=3600)
+    finished = run_external(BASELINES[name], shape, jax.devices()[0].platform, 3600, dict(os.environ))
     if finished.error:
         raise RuntimeError(f"baseline {name} failed: {finished.error}")
     return external_report(finished.stdout)

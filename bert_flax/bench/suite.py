@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import bert_flax
-from bert_flax.bench.baselines import BASELINES, StepShape, external_report
+from bert_flax.bench.baselines import BASELINES, StepShape, external_report, run_external
 from bert_flax.bench.processes import Finished, run_process
 from bert_flax.bench.suite_matrix import SUITES, PlannedRow, Suite, base_overrides, default_suite, plan
 from bert_flax.bench.suite_report import finish, output_paths, render_markdown
@@ -69,7 +69,12 @@ def _worker(job: dict[str, Any], timeout: float, env: dict[str, str]) -> tuple[d
     USE_TORCH=0 keeps transformers from importing it (seconds per process)."""
     argv = [sys.executable, "-m", "bert_flax.bench.suite_worker", json.dumps(job)]
     finished = run_process(argv, timeout, {**env, "USE_TORCH": "0"})
-    return (None if finished.error else json.loads(finished.stdout.splitlines()[-1])), finished
+    if finished.error:
+        return None, finished
+    try:
+        return json.loads(finished.stdout.splitlines()[-1]), finished
+    except (IndexError, ValueError):
+        return None, dataclasses.replace(finished, error="exit 0 without its JSON line on stdout")
 
 
 def check_options(
@@ -133,10 +138,13 @@ def _external_row(row: PlannedRow, suite: Suite, run: _Run, timeout: float) -> d
         seed=run.base.train.seed,
         peak_tflops=run.probe["peak_tflops"],
     )
-    finished = run_process(baseline.command(shape, backend), timeout, run.env)
+    finished = run_external(baseline, shape, backend, timeout, run.env)
     if finished.error:
         return _row_result(row, finished, None, finished.error)
-    report = external_report(finished.stdout)
+    try:
+        report = external_report(finished.stdout)
+    except ValueError as err:  # json's errors are ValueErrors too
+        return _row_result(row, finished, None, f"exit 0, but its output {err}")
     report.setdefault("real_tokens_per_second", report["tokens_per_second"])  # full-length rows: no padding
     return _row_result(row, finished, report, None)
 

@@ -12,7 +12,7 @@ PEAK_SOURCES = {
     "given": "given: --peak-tflops",
 }
 COLUMNS = ("model, L × B", "row", "dtype", "tokens/s", "real tokens/s", "MFU", "step ms (p10–p90)",
-           "compile s", "peak memory")
+           "compile s", "peak memory", "process s")
 
 
 def output_paths(out: str) -> tuple[Path, Path]:
@@ -89,8 +89,8 @@ def _header(result: dict[str, Any]) -> list[str]:
         f"{result['vocab_size']:,}, MLM + NSP, AdamW; model FLOPs as `bert-flax bench --help` states; "
         f"time limit {'none' if limit is None else f'{limit:g} min'}",
         f"- **wall time**: probe {result['probe_seconds']:g} s, checks {result['checks_seconds']:g} s, rows "
-        + ", ".join(f"{row['row']} {row['seconds'] or 0:g} s" for row in result["rows"])
-        + (f"; total {result['total_seconds']:g} s" if "total_seconds" in result else " so far"),
+        f"{sum(row['seconds'] or 0 for row in result['rows']):.0f} s (each: its process s), "
+        + (f"total {result['total_seconds']:g} s" if "total_seconds" in result else "still running"),
     ]
 
 
@@ -115,12 +115,12 @@ def _memory(row: dict[str, Any]) -> str:
 
 def _numbers(row: dict[str, Any]) -> list[str]:
     if row["status"] != "ok":
-        return ["—"] * 6
+        return ["—"] * 6 + ["—" if row.get("seconds") is None else f"{row['seconds']:.0f}"]
     ms = [1000 * row[key] for key in ("step_seconds_median", "step_seconds_p10", "step_seconds_p90")]
     mfu = "—" if row.get("mfu") is None else f"{100 * row['mfu']:.1f}%"
     compile_s = "—" if row.get("compile_seconds") is None else f"{row['compile_seconds']:.1f}"
     return [f"{row['tokens_per_second']:,.0f}", f"{row['real_tokens_per_second']:,.0f}", mfu,
-            f"{ms[0]:.4g} ({ms[1]:.4g}–{ms[2]:.4g})", compile_s, _memory(row)]
+            f"{ms[0]:.4g} ({ms[1]:.4g}–{ms[2]:.4g})", compile_s, _memory(row), f"{row['seconds']:.0f}"]
 
 
 def _by_shape(rows: list[dict[str, Any]], baselines: list[str]) -> list[dict[str, Any]]:
@@ -146,6 +146,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "tokens/s is B × L over the median step; real tokens/s counts non-padding positions only (the ratios use "
         "it: the row's over the baseline's at the same shape). compile s: ahead-of-time compilation of the step "
         "for JAX rows, the first step (compilation or eager start-up) for PyTorch. peak memory: the device's peak "
-        "where the backend reports one, else the process's peak host RSS.",
+        "where the backend reports one, else the process's peak host RSS. process s: the row's process from start "
+        "to exit (imports, model, compilation, steps).",
     ]
     return "\n".join(lines) + "\n"

@@ -126,7 +126,7 @@ def add_bench(verbs: Any) -> None:
     command.add_argument("--compare-impl", action="store_true", help=compare_help)
     only_help = "only compile the step on shapes (nothing allocated or run): compile time and memory_analysis"
     command.add_argument("--compile-only", action="store_true", help=only_help)
-    limit_help = "--suite: rows not started within this many minutes are skipped (default: the suite's; accelerator 7.5)"
+    limit_help = "--suite: rows not started within this many minutes are skipped (default: the suite's)"
     command.add_argument("--time-limit", type=float, metavar="MINUTES", help=limit_help)
     out_help = "--suite: also write the table to FILE.md and the rows to FILE.json, rewritten after every row"
     command.add_argument("--out", metavar="FILE", help=out_help)
