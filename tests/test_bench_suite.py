@@ -66,7 +66,8 @@ def _table(markdown: str) -> dict[str, dict[str, str]]:
     """The table's rows by their row cell: column → cell."""
     lines = [line for line in markdown.splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in lines[0].strip("|").split(" | ")]
-    rows = [dict(zip(header, [cell.strip() for cell in line.strip("|").split(" | ")], strict=True)) for line in lines[1:]]
+    cells = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[1:]]
+    rows = [dict(zip(header, row, strict=True)) for row in cells]
     return {row["row"]: row for row in rows}
 
 
