@@ -9,7 +9,7 @@
 # `run` writes DIR/suite.md and DIR/suite.json (DIR: $OUT when set, else bench-suite/), rewritten after every
 # row, so a command stopped at its limit still leaves the rows done. OPTIONS are bench's (--suite NAME,
 # --baseline NAME, --time-limit MINUTES, --steps N, ...). The accelerator suite stops starting rows after
-# 8 minutes by itself.
+# 7.5 minutes by itself (the whole command: under 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
