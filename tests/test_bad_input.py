@@ -343,6 +343,14 @@ CASES = [
         "nothing to report",
         lambda e: ["report", str(create_run_dir(e.tmp / "run", load_config(SMOKE)) or e.tmp / "run")],
     ),
+    # Benchmarks (refused before any process starts)
+    Case("suite-unknown", "unknown benchmark suite", "--suite must be one of", lambda e: ["bench", "--suite", "nope"]),
+    Case(
+        "suite-row-invalid",
+        "an override that breaks a suite row",
+        "suite smoke, row hf at tiny, 64 × 8: config: model.remat dots needs model.impl=fast",
+        lambda e: ["bench", "--suite", "smoke", "model.impl=fast", "model.remat=dots"],
+    ),
 ]
 
 

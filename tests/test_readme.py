@@ -30,6 +30,7 @@ NOT_RUN = {
     'pip install -e ".[dev]" && XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m pytest -q': (
         "the test suite itself: CI runs it"
     ),
+    "bert-flax bench --suite": "minutes of processes; tests/test_bench_suite.py runs the smoke suite end to end",
 }
 # Appended to the commands that would otherwise train or time for minutes, by verb (or script).
 TINY = {

@@ -1,13 +1,17 @@
 """`bert-flax bench`: the trainer's step timed (tokens/s, MFU, compile time, memory), optionally next to
-the other `model.impl` and a registered baseline, all on the same batches and initial parameters.
+the other `model.impl` and a registered baseline, all on the same batches and initial parameters (a
+baseline in another process, like PyTorch, runs after ours on the same shapes).
 
-"ours" is exactly the trainer's path (modes.trainer_mode). `compile_only` compiles the step on shapes
-alone (no state allocated, nothing run) and reports compile time and XLA's memory_analysis.
+"ours" is exactly the trainer's path (ours.trainer_mode). `bench_row` times one step alone, as a row of
+`bench --suite`. `compile_only` compiles the step on shapes alone (no state allocated, nothing run) and
+reports compile time and XLA's memory_analysis.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import resource
 import time
 from typing import Any
 
@@ -15,7 +19,8 @@ import jax
 import numpy as np
 from transformers import FlaxBertForPreTraining
 
-from bert_flax.bench.baselines import BASELINES
+from bert_flax.bench.baselines import BASELINES, StepShape, external_report, run_external
+from bert_flax.bench.checks import attention_kernel, expected_attention_kernel
 from bert_flax.bench.device import memory, resolve_peak_tflops, xla_flops
 from bert_flax.bench.ours import other_impl_config, trainer_mode
 from bert_flax.bench.synthetic import synthetic_batch, synthetic_vocab_size
@@ -35,7 +40,8 @@ DATA_SOURCES = ("synthetic", "real")
 
 
 def _check_options(
-    steps: int, warmup: int, baseline: str | None, data: str, prefetch: int, peak: float | None, measure: bool
+    config: Config, steps: int, warmup: int, baseline: str | None, data: str, prefetch: int, peak: float | None,
+    measure: bool,
 ) -> None:
     if steps < 1 or warmup < 0 or prefetch < 0:
         raise UserError(f"--steps must be ≥ 1, --warmup and --prefetch ≥ 0; got {steps}, {warmup}, {prefetch}")
@@ -45,6 +51,11 @@ def _check_options(
         raise UserError(f"--data must be synthetic or real; got {data!r}")
     if peak is not None and (measure or peak <= 0):
         raise UserError("--peak-tflops must be positive and cannot be combined with --measure-peak")
+    if baseline is not None and BASELINES[baseline].external:
+        why_not = BASELINES[baseline].available(jax.devices()[0].platform)
+        if why_not or config.model.init or data != "synthetic":
+            reason = why_not or "it builds its model from a preset on synthetic batches"
+            raise UserError(f"--baseline {baseline} cannot run: {reason}; use model.init= and --data synthetic")
 
 
 def _model_and_batches(config: Config, data: str) -> tuple[PretrainingModel, int, Batches]:
@@ -72,6 +83,47 @@ def _mode_report(mode: Mode, work: StepWork) -> dict[str, Any]:
         "xla_flops_per_step": xla_flops(mode.compiled),
         "last_loss": mode.loss(mode.outputs),
     }
+
+
+def _flops_per_token(config: Config, pretrained: PretrainingModel) -> float:
+    seq_len = config.data.max_seq_len
+    return flops_per_token(pretrained.config, seq_len, config.masking.num_predictions(seq_len))
+
+
+def _step_work(config: Config, pretrained: PretrainingModel, peak: float | None) -> StepWork:
+    batch_size, seq_len = config.train.batch_size, config.data.max_seq_len
+    per_token = _flops_per_token(config, pretrained)
+    return StepWork(
+        tokens=batch_size * seq_len,
+        sequences=batch_size,
+        model_flops=per_token * batch_size * seq_len,
+        peak_tflops=None if peak is None else peak * jax.device_count(),
+    )
+
+
+def _external_baseline(name: str, config: Config, vocab_size: int, steps: int, warmup: int, peak: float | None) -> dict:
+    """An external baseline's report on the config's shapes (it raises when the process fails)."""
+    shape = step_shape(config, vocab_size, steps, warmup, peak)
+    finished = run_external(BASELINES[name], shape, jax.devices()[0].platform, 3600, dict(os.environ))
+    if finished.error:
+        raise RuntimeError(f"baseline {name} failed: {finished.error}")
+    return external_report(finished.stdout)
+
+
+def step_shape(config: Config, vocab_size: int, steps: int, warmup: int, peak: float | None) -> StepShape:
+    """What an external baseline needs to time the step `config` describes."""
+    return StepShape(
+        preset=config.model.preset,
+        vocab_size=vocab_size,
+        seq_len=config.data.max_seq_len,
+        batch_size=config.train.batch_size,
+        mask_prob=config.masking.mask_prob,
+        dtype=config.model.dtype,
+        steps=steps,
+        warmup=warmup,
+        seed=config.train.seed,
+        peak_tflops=peak,
+    )
 
 
 def _setup(config: Config, pretrained: PretrainingModel, vocab_size: int, data: str, prefetch: int) -> dict[str, Any]:
@@ -112,8 +164,9 @@ def run_bench(
     compare_impl: bool = False,
 ) -> dict[str, Any]:
     """Time the trainer's step ("ours"), with `compare_impl` also the other `model.impl` ("ours-hf" or
-    "ours-fast") and with `baseline` a registered baseline, interleaved on the same batches; one dict."""
-    _check_options(steps, warmup, baseline, data, prefetch, peak_tflops, measure_peak)
+    "ours-fast") and with `baseline` a registered baseline, interleaved on the same batches (an external
+    baseline runs after them in its own process); one dict."""
+    _check_options(config, steps, warmup, baseline, data, prefetch, peak_tflops, measure_peak)
     check_batch_sizes(config, jax.device_count(), jax.process_count())
     pretrained, vocab_size, batches = _model_and_batches(config, data)
     peak, peak_source = resolve_peak_tflops(peak_tflops, measure_peak, pretrained.model.dtype)
@@ -123,28 +176,63 @@ def run_bench(
     modes = {"ours": trainer_mode(config, pretrained, batches, prefetch)}
     if compare_impl:
         modes[other_name] = trainer_mode(other_config, pretrained, batches, prefetch)
-    if baseline is not None:
+    external = baseline is not None and BASELINES[baseline].external
+    if baseline is not None and not external:
         modes[baseline] = BASELINES[baseline].mode(config, pretrained, batches, prefetch)
     time_interleaved(list(modes.values()), steps, warmup)
 
-    batch_size, seq_len = config.train.batch_size, config.data.max_seq_len
-    per_token = flops_per_token(pretrained.config, seq_len, config.masking.num_predictions(seq_len))
-    work = StepWork(
-        tokens=batch_size * seq_len,
-        sequences=batch_size,
-        model_flops=per_token * batch_size * seq_len,
-        peak_tflops=None if peak is None else peak * jax.device_count(),
-    )
+    work = _step_work(config, pretrained, peak)
     results: dict[str, Any] = {name: _mode_report(mode, work) for name, mode in modes.items()}
+    if external:
+        results[baseline] = _external_baseline(baseline, config, vocab_size, steps, warmup, peak)
     rate = {name: report["tokens_per_second"] for name, report in results.items()}
     if baseline is not None:
         results["ratio_tokens_per_second"] = rate["ours"] / rate[baseline]
     if compare_impl:
         fast, hf = ("ours", other_name) if config.model.impl == "fast" else (other_name, "ours")
         results["ratio_fast_to_hf"] = rate[fast] / rate[hf]
-    timing = {"steps": steps, "warmup": warmup, "model_flops_per_token": per_token}
+    timing = {"steps": steps, "warmup": warmup, "model_flops_per_token": _flops_per_token(config, pretrained)}
     return {**_setup(config, pretrained, vocab_size, data, prefetch), **timing,
             "peak_tflops_per_device": peak, "peak_source": peak_source, **results}
+
+
+def _real_token_fraction(batches: Batches, skip: int, count: int) -> float:
+    """Non-padding positions (attention_mask > 0) over all positions, in batches skip … skip + count − 1."""
+    real = total = 0
+    for batch in itertools.islice(batches(), skip, skip + count):
+        real += int(np.count_nonzero(batch["attention_mask"] > 0))
+        total += batch["attention_mask"].size
+    return real / total
+
+
+def bench_row(
+    config: Config, name: str = "ours", steps: int = 20, warmup: int = 3, data: str = "synthetic",
+    peak_tflops: float | None = None, prefetch: int = 2,
+) -> dict[str, Any]:
+    """One step timed alone in this process, a row of `bench --suite`: "ours" (the trainer's step) or an
+    in-process baseline. Its report plus real (non-padding) tokens/s, the attention kernel found in its
+    compiled step (and the one expected there) and this process's peak RSS."""
+    _check_options(config, steps, warmup, None, data, prefetch, peak_tflops, False)
+    if name != "ours" and (name not in BASELINES or BASELINES[name].external):
+        raise UserError(f"a suite row times ours or an in-process baseline; got {name!r}")
+    check_batch_sizes(config, jax.device_count(), jax.process_count())
+    pretrained, vocab_size, batches = _model_and_batches(config, data)
+    new_mode = trainer_mode if name == "ours" else BASELINES[name].mode
+    mode = new_mode(config, pretrained, batches, prefetch)
+    time_interleaved([mode], steps, warmup)
+    report = _mode_report(mode, _step_work(config, pretrained, peak_tflops))
+    real = report["tokens_per_second"] * _real_token_fraction(batches, warmup, steps)
+    return {
+        **_setup(config, pretrained, vocab_size, data, prefetch),
+        "steps": steps,
+        "warmup": warmup,
+        "model_flops_per_token": _flops_per_token(config, pretrained),
+        **report,
+        "real_tokens_per_second": real,
+        "attention_kernel": attention_kernel(mode.compiled),
+        "expected_attention_kernel": expected_attention_kernel(config, pretrained) if name == "ours" else None,
+        "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
+    }
 
 
 def compile_only(config: Config) -> dict[str, Any]:

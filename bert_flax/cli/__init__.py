@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Overrides may sit between options; argparse wants the positional block in one piece.
         overrides = [a for a in argv if _OVERRIDE.match(a)]
         args = build_parser().parse_args([a for a in argv if not _OVERRIDE.match(a)] + overrides)
+        args.command_line = ["bert-flax", *argv]  # as typed, for the records a verb writes
         return args.handler(args)
     except UserError as err:
         if debug:
