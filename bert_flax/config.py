@@ -114,7 +114,7 @@ class _Section:
 @dataclasses.dataclass(frozen=True)
 class DataConfig(_Section):
     section: typing.ClassVar[str] = "data"
-    # Local text files or globs. Empty: read `dataset`, or else the `corpus` manifest's file.
+    # Text files or globs, local or gs://BUCKET/... Empty: read `dataset`, or else the `corpus` manifest's file.
     path: tuple[str, ...] = ()
     # Name of a manifest in the project's data/ directory, used when path and dataset are empty: its
     # file shipped beside it (meditations.txt), else its pinned download.
@@ -145,10 +145,11 @@ class DataConfig(_Section):
     packing: bool = False
     # With packing: at most this many examples in a row (the width of the batch's per-example arrays).
     max_examples_per_row: int = 16
-    # Where downloads and prepared corpora are cached. Empty: $BERT_FLAX_CACHE or ~/.cache/bert_flax.
+    # Where downloads and prepared corpora are cached (local). Empty: $BERT_FLAX_CACHE or ~/.cache/bert_flax.
     cache_dir: str = ""
     # The prepared (tokenized, memory-mapped) dataset: `bert-flax prepare` writes it, `pretrain` builds it
     # when missing. Empty: a directory under the cache named by the sources, document mode and tokenizer.
+    # A gs://BUCKET/PREFIX: published there, and copied once into the cache by every machine that uses it.
     prepared_dir: str = ""
     # Worker processes that split and tokenize while preparing. 0: one per core.
     prepare_workers: int = 0
@@ -244,7 +245,8 @@ class ModelConfig(_Section):
     section: typing.ClassVar[str] = "model"
     # Architecture when training from scratch: tiny, mini, small, medium, base, large.
     preset: str = "base"
-    # Hugging Face name or local directory to start from. Empty: random init from `preset`.
+    # Model SOURCE to start from: a Hugging Face name, a directory, a run (local or gs://). Empty: random
+    # init from `preset`.
     init: str = "bert-base-uncased"
     # Compute dtype; parameters and optimizer state stay float32.
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -553,11 +555,13 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML config (defaults when `path` is None) and apply `section.key=value` overrides."""
+def load_config(path: Any = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (defaults when `path` is None) and apply `section.key=value` overrides.
+
+    `path`: a file name, or any path object with `is_file` and `read_text` (a run's config.yaml in a bucket)."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        path = Path(path) if isinstance(path, str) else path
         if not path.is_file():
             raise UserError(f"config file {path} does not exist; pass an existing YAML file with --config")
         try:

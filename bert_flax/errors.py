@@ -1,7 +1,9 @@
-"""The one exception type that means "the user gave us something we cannot use"."""
+"""The exceptions the CLI turns into one line and an exit code: bad input (2), a failed bucket (75)."""
 
 EXIT_BAD_INPUT = 2
-EXIT_STOPPED_BY_SIGNAL = 75  # SIGTERM/SIGINT: a checkpoint of the current step was saved; rerun to resume
+# 75 (EX_TEMPFAIL): stopped with the run's checkpoints intact, by SIGTERM/SIGINT (a checkpoint of the
+# current step was saved) or by a StorageFailed; rerun to resume.
+EXIT_STOPPED_BY_SIGNAL = 75
 
 
 class UserError(Exception):
@@ -9,6 +11,11 @@ class UserError(Exception):
 
     The message must say what is wrong and what to do about it.
     """
+
+
+class StorageFailed(Exception):
+    """The run's bucket failed mid-run (unreachable, refused): nothing finished is lost, and rerunning
+    resumes from the last finished checkpoint. The CLI prints it as one line and exits with code 75."""
 
 
 def first_line(err: BaseException, limit: int | None = None) -> str:

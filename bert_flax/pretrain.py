@@ -7,7 +7,6 @@ vocabulary) runs before the run directory is created or touched.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Iterator
 
 import jax
@@ -24,6 +23,7 @@ from bert_flax.engine.step import init_train_state
 from bert_flax.interop.model_init import build_model
 from bert_flax.model.losses import normalize, pretraining_task
 from bert_flax.run.layout import RunDir, create_run_dir, save_pretrained_dir
+from bert_flax.storage import AnyPath, to_path
 
 
 def host_batches(
@@ -64,9 +64,9 @@ class PretrainLoop(StepLoop):
         }
 
 
-def pretrain(config: Config, run_dir: str | Path, stop_at: int | None = None, show_progress: bool = True) -> RunResult:
+def pretrain(config: Config, run_dir: str | AnyPath, stop_at: int | None = None, show_progress: bool = True) -> RunResult:
     """Pre-train (or resume) in `run_dir`. `stop_at`: stop after that step with a checkpoint, as if preempted."""
-    run_dir = Path(run_dir)
+    run_dir = to_path(run_dir)
     resuming = start_run(config, run_dir, stop_at)
     data = build_pretraining_data(config)
     pretrained = build_model(config, data.ids.vocab_size)

@@ -31,7 +31,7 @@ Commands:
             or reused, and waited for until ACTIVE.
   install   on every worker (--worker=all): clone the repository into
             ~/REMOTE_DIR or update it (fetch REF, check it out detached), make
-            REMOTE_DIR/.venv with uv and --python, then \`pip install -e ".[tpu]"\`
+            REMOTE_DIR/.venv with uv and --python, then \`pip install -e ".[tpu,gcs]"\`
   run       on every worker: cd ~/REMOTE_DIR && .venv/bin/bert-flax pretrain
             --config CONFIG --run-dir RUN_DIR [section.key=value ...]
             parallel.distributed=true
@@ -42,7 +42,8 @@ Commands:
             Refused on a worker where the previous \`run\` is still running.
             Read the log: gcloud compute tpus tpu-vm ssh NAME --zone=ZONE
               --worker=0 --command='tail -n 40 bert_flax/logs/pretrain-*.log'
-  fetch     copy RUN_DIR from worker 0 (scp --recurse --worker=0) to DEST/
+  fetch     copy RUN_DIR to DEST/: from the bucket (gcloud storage cp --recursive)
+            when it is gs://..., else from worker 0 (scp --recurse --worker=0)
   delete    delete the TPU VM (gcloud asks to confirm unless --yes); with --queued,
             the queued resource and its TPU VM
   up        create, install, run
@@ -74,8 +75,9 @@ Options:
                         images ship 3.10, so uv installs the one asked for)
   --config FILE         config on the workers, relative to REMOTE_DIR (e.g.
                         configs/meditations_scratch.yaml) or absolute
-  --run-dir DIR         run directory on the workers, relative to REMOTE_DIR or absolute
-                        (required by run and fetch)
+  --run-dir DIR         run directory: gs://BUCKET/PREFIX (recommended: it outlives the VM,
+                        every worker reaches it), or a path on the workers, relative to
+                        REMOTE_DIR or absolute (required by run and fetch)
   --follow              run: stay attached and stream the output (then Ctrl-C or an ssh
                         disconnect can stop training; rerun \`run\` to resume)
   --dest DIR            fetch: local directory the run directory is copied into
@@ -90,14 +92,18 @@ added and may not be given.
 
 Run directory: every worker runs one JAX process, and every process writes its own
 part of each checkpoint into RUN_DIR; only process 0 (worker 0) writes config.yaml,
-metrics.jsonl, tokenizer/ and final/. On a pod slice (v4-32, ...) RUN_DIR must be on a
-file system that all workers mount at the same path (a Filestore share, or a Cloud
-Storage bucket mounted with gcsfuse) so a restart finds a complete checkpoint; on a
-single-host VM (v3-8, ...) the boot disk will do. \`fetch\` copies from worker 0.
+metrics.jsonl, tokenizer/ and final/. Use --run-dir gs://BUCKET/PREFIX for a pod slice
+and for a Spot VM: bert-flax writes the run into the bucket itself (checkpoints through
+Orbax's gs:// support), every worker reaches it, and it outlives the VM; the VM's
+service account needs read and write access to the bucket (and storage.buckets.get).
+Alternatives: a file system every worker mounts at the same path (a Filestore share, or
+the bucket mounted with gcsfuse, where Orbax's renames become copies); on a single-host
+VM (v3-8, ...) the boot disk, which is lost with the VM.
 
 Resume: rerun \`run\` (or \`up\`) with the same arguments; pretrain continues from the
 newest checkpoint in RUN_DIR. A preempted Spot VM cannot be restarted: \`delete\` it
-and \`up\` again, which resumes only if RUN_DIR is on storage that outlives the VM.
+and \`up\` again, which resumes only if RUN_DIR is on storage that outlives the VM
+(a gs:// RUN_DIR does).
 
 Exit codes: 0 ok; 2 bad usage (one line on stderr); otherwise gcloud's or the remote
 command's code.
@@ -130,16 +136,20 @@ quoted() {
     printf '%s\n' "$out"
 }
 
-# `gcloud compute tpus GROUP ...` (GROUP: tpu-vm or queued-resources), echoed to stderr, or only
-# printed with --dry-run.
-gcloud_tpus() {
-    local cmd=(gcloud compute tpus "$@")
+# `gcloud ...`, echoed to stderr, or only printed with --dry-run.
+run_gcloud() {
+    local cmd=(gcloud "$@")
     if ((dry_run)); then
         quoted "${cmd[@]}"
     else
         printf '+ %s\n' "$(quoted "${cmd[@]}")" >&2
         "${cmd[@]}"
     fi
+}
+
+# `gcloud compute tpus GROUP ...` (GROUP: tpu-vm or queued-resources).
+gcloud_tpus() {
+    run_gcloud compute tpus "$@"
 }
 
 gcloud_tpu() {
@@ -316,7 +326,7 @@ cmd_install() {
     script+="|| python3 -m pip install --quiet --user --break-system-packages uv; "
     script+="[ -x $dir/.venv/bin/python ] || uv venv --quiet --seed --python $py_q $dir/.venv; "
     script+="$dir/.venv/bin/python -m pip install --quiet --upgrade pip; "
-    script+="cd $dir && .venv/bin/python -m pip install --quiet -e '.[tpu]'; "
+    script+="cd $dir && .venv/bin/python -m pip install --quiet -e '.[tpu,gcs]'; "
     script+="echo \"\$(hostname): bert_flax \$(git rev-parse --short HEAD) installed in \$PWD/.venv\""
     gcloud_tpu ssh "$name" "${location[@]}" --worker=all "--command=$script"
 }
@@ -348,6 +358,12 @@ cmd_fetch() {
     [[ -n "$run_dir" ]] || die_usage "fetch needs --run-dir DIR (the run directory on the workers)"
     local dest=${dest_dir:-runs/$name}
     ((dry_run)) || mkdir -p "$dest"
+    if [[ "$run_dir" == gs://* ]]; then
+        local project_flag=()
+        if [[ -n "$project" ]]; then project_flag=("--project=$project"); fi
+        run_gcloud storage cp --recursive "$run_dir" "$dest/" ${project_flag[@]+"${project_flag[@]}"}
+        return
+    fi
     gcloud_tpu scp --recurse --worker=0 "$name:$(remote_path "$run_dir")" "$dest/" "${location[@]}"
 }
 

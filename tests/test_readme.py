@@ -1,6 +1,7 @@
 """The README stays true: its generated references match the code, and every command in its `bash`
 blocks runs — in order, in one scratch directory — except the few that need a network, a TPU or
-are the test suite itself, listed below with the reason.
+are the test suite itself, listed below with the reason. Buckets (gs://) are those of the session's
+Cloud Storage emulator; scripts/tpu_vm.sh runs with --dry-run.
 
 Long commands get overrides appended that make them tiny (a later `key=value` wins), so what is
 checked is that each command line parses, finds its files and flags, and exits 0.
@@ -29,6 +30,7 @@ NOT_RUN = {
     'pip install -e ".[dev]" && XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m pytest -q': (
         "the test suite itself: CI runs it"
     ),
+    "bert-flax bench --suite": "minutes of processes; tests/test_bench_suite.py runs the smoke suite end to end",
 }
 # Appended to the commands that would otherwise train or time for minutes, by verb (or script).
 TINY = {
@@ -39,6 +41,7 @@ TINY = {
     "bench": "--steps 2 --warmup 1 model.preset=tiny train.batch_size=8",
     "bench-data": "--seconds 0.5",
     "scripts/bench_pytorch.py": "--preset tiny --batch-size 8 --steps 2 --warmup 1",
+    "scripts/tpu_vm.sh": "--dry-run",  # prints the gcloud commands: no GCP from here
 }
 
 
@@ -55,6 +58,7 @@ def readme_commands(text: str) -> list[str]:
 
 
 COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
+BUCKETS = sorted(set(re.findall(r"gs://([a-z0-9][a-z0-9._-]{2,62})", "\n".join(COMMANDS))))  # on the test server
 
 
 def test_generated_references_are_current() -> None:
@@ -65,6 +69,12 @@ def test_generated_references_are_current() -> None:
 def test_the_not_run_list_names_readme_commands() -> None:
     stale = [command for command in NOT_RUN if command not in COMMANDS]
     assert not stale, f"NOT_RUN lists commands the README no longer has: {stale}"
+
+
+@pytest.fixture(scope="module")
+def readme_buckets(gcs_server) -> list[str]:
+    """The buckets the commands name, on the session's Cloud Storage emulator."""
+    return [gcs_server.create_bucket(bucket) for bucket in BUCKETS]
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +104,15 @@ def _argv(command: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{i:02d} {c[:60]}" for i, c in enumerate(COMMANDS)])
-def test_readme_command_runs(command: str, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_readme_command_runs(
+    command: str, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys, request: pytest.FixtureRequest
+) -> None:
     if command in NOT_RUN:
         pytest.skip(NOT_RUN[command])
     monkeypatch.chdir(scratch)
     argv = _argv(command)
+    if argv[0] == "bert-flax" and "gs://" in command:
+        request.getfixturevalue("readme_buckets")
     if argv[0] == "bert-flax":  # in this process: no JAX start-up per command
         code = cli.main(argv[1:])
         captured = capsys.readouterr()

@@ -167,7 +167,7 @@ def test_up_creates_a_missing_vm_then_installs_and_runs_on_all_workers(gcloud):
     setup = remote_command(install)
     assert "git clone --quiet https://github.com/example/bert_flax.git bert_flax" in setup
     assert "fetch --quiet origin v0.1" in setup and "checkout --quiet --detach FETCH_HEAD" in setup
-    assert "pip install --quiet -e '.[tpu]'" in setup
+    assert "pip install --quiet -e '.[tpu,gcs]'" in setup
     assert "nohup" in remote_command(start)
 
 
@@ -414,6 +414,14 @@ def test_fetch_copies_the_run_dir_from_worker_0(gcloud, tmp_path, run_dir, remot
     assert result.returncode == 0, result.stderr
     (call,) = calls()
     assert call[3:] == ["scp", "--recurse", "--worker=0", remote_path, "got/", "--zone=us-central2-b", "--project=p"]
+    assert (tmp_path / "got").is_dir()
+
+
+def test_fetch_of_a_bucket_run_copies_it_from_the_bucket(gcloud, tmp_path):
+    run, calls = gcloud
+    result = run("fetch", *BASE, "--project", "p", "--run-dir", "gs://my-bucket/runs/v4", "--dest", "got")
+    assert result.returncode == 0, result.stderr
+    assert calls() == [["storage", "cp", "--recursive", "gs://my-bucket/runs/v4", "got/", "--project=p"]]
     assert (tmp_path / "got").is_dir()
 
 

@@ -1,5 +1,5 @@
-"""What the device can do and what a compiled step costs it: peak matmul TFLOP/s, XLA's memory and
-FLOP analyses of a compiled step, and the device's peak memory."""
+"""What the device can do and what a compiled step costs it: peak matmul TFLOP/s (measured, or known for
+the device kind: peaks.py), XLA's memory and FLOP analyses of a compiled step, and the device's peak memory."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from bert_flax.bench.peaks import known_peak_tflops
 
 
 def measure_peak_tflops(dtype: jnp.dtype, size: int | None = None, repeats: int = 10) -> float:
@@ -25,10 +27,14 @@ def measure_peak_tflops(dtype: jnp.dtype, size: int | None = None, repeats: int 
 
 
 def resolve_peak_tflops(given: float | None, measure: bool, dtype: jnp.dtype) -> tuple[float | None, str | None]:
-    """(peak TFLOP/s of one device, "given" / "measured"), or (None, None): no MFU then."""
+    """(peak TFLOP/s of one device, "given" / "measured" / "known"), or (None, None): no MFU then.
+    Without a given or measured peak, the known one of the device kind (peaks.py) when it is listed."""
     if measure:
         return measure_peak_tflops(dtype), "measured"
-    return given, None if given is None else "given"
+    if given is not None:
+        return given, "given"
+    known = known_peak_tflops(jax.devices()[0].device_kind, jnp.dtype(dtype).name)
+    return known, None if known is None else "known"
 
 
 def memory(compiled: Any) -> dict[str, int | None]:

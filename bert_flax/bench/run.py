@@ -1,14 +1,18 @@
 """`bert-flax bench`: the trainer's step timed (tokens/s, MFU, compile time, memory), optionally next to
-the other `model.impl` and a registered baseline, all on the same batches and initial parameters.
+the other `model.impl`, the other `data.packing` and a registered baseline, all from the same initial
+parameters (a baseline in another process, like PyTorch, runs after ours on the same shapes).
 
-"ours" is exactly the trainer's path (modes.trainer_mode). `compile_only` compiles the step on shapes
-alone (no state allocated, nothing run) and reports compile time and XLA's memory_analysis.
+"ours" is exactly the trainer's path (ours.trainer_mode). `bench_row` times one step alone, as a row of
+`bench --suite`. `compile_only` compiles the step on shapes alone (no state allocated, nothing run) and
+reports compile time and XLA's memory_analysis.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import resource
 import time
 from typing import Any
 
@@ -16,7 +20,8 @@ import jax
 import numpy as np
 from transformers import FlaxBertForPreTraining
 
-from bert_flax.bench.baselines import BASELINES
+from bert_flax.bench.baselines import BASELINES, StepShape, external_report, run_external
+from bert_flax.bench.checks import attention_kernel, expected_attention_kernel
 from bert_flax.bench.device import memory, resolve_peak_tflops, xla_flops
 from bert_flax.bench.ours import other_impl_config, trainer_mode
 from bert_flax.bench.synthetic import synthetic_batch, synthetic_vocab_size
@@ -36,15 +41,8 @@ DATA_SOURCES = ("synthetic", "real")
 
 
 def _check_options(
-    config: Config,
-    steps: int,
-    warmup: int,
-    baseline: str | None,
-    data: str,
-    prefetch: int,
-    peak: float | None,
-    measure: bool,
-    compare: tuple[bool, bool],
+    config: Config, steps: int, warmup: int, baseline: str | None, data: str, prefetch: int, peak: float | None,
+    measure: bool, compare: tuple[bool, bool] = (False, False),
 ) -> None:
     compare_impl, compare_packing = compare
     if steps < 1 or warmup < 0 or prefetch < 0:
@@ -55,8 +53,12 @@ def _check_options(
         raise UserError(f"--data must be synthetic or real; got {data!r}")
     if peak is not None and (measure or peak <= 0):
         raise UserError("--peak-tflops must be positive and cannot be combined with --measure-peak")
-    packing = config.data.packing or compare_packing
-    if packing and (compare_impl or baseline is not None):
+    if baseline is not None and BASELINES[baseline].external:
+        why_not = BASELINES[baseline].available(jax.devices()[0].platform)
+        if why_not or config.model.init or data != "synthetic":
+            reason = why_not or "it builds its model from a preset on synthetic batches"
+            raise UserError(f"--baseline {baseline} cannot run: {reason}; use model.init= and --data synthetic")
+    if (config.data.packing or compare_packing) and (compare_impl or baseline is not None):
         raise UserError(
             "--compare-impl and --baseline time steps that take one example per row (model.impl=hf, the HF "
             "example); with data.packing=true or --compare-packing drop them"
@@ -80,28 +82,62 @@ def _batches(config: Config, data: str) -> tuple[int, Batches]:
     return vocab_size, lambda: itertools.cycle(pool)
 
 
-def _step_work(config: Config, pretrained: PretrainingModel, peak: float | None) -> StepWork:
-    """What one step of `config` computes (every position counted), and the peak of all devices."""
-    batch_size, seq_len = config.train.batch_size, config.data.max_seq_len
-    per_token = flops_per_token(pretrained.config, seq_len, config.num_predictions)
-    peak_all = None if peak is None else peak * jax.device_count()
-    return StepWork(batch_size * seq_len, batch_size, per_token * batch_size * seq_len, peak_all)
-
-
 def _mode_report(mode: Mode, work: StepWork, batches: Batches, warmup: int) -> dict[str, Any]:
-    """Step rates, memory and loss; real (non-padding) tokens and examples per second over the timed steps'
-    own batches (a fresh iterator repeats them)."""
+    """Step rates, memory and loss; real (non-padding) tokens and examples per second: the timed steps' own
+    batches (a fresh iterator repeats them), their mean per step over the median step time."""
     timed = list(itertools.islice(batches(), warmup, warmup + len(mode.times)))
-    seconds = sum(mode.times)
+    rates = step_rates(mode.times, work)
+    per_step = rates["step_seconds_median"] * len(timed)
     return {
         "compile_seconds": mode.compile_seconds,
-        **step_rates(mode.times, work),
-        "real_tokens_per_second": sum(float(b["attention_mask"].sum()) for b in timed) / seconds,
-        "examples_per_second": sum(float(b["example_weights"].sum()) for b in timed) / seconds,
+        **rates,
+        "real_tokens_per_second": sum(int(np.count_nonzero(b["attention_mask"])) for b in timed) / per_step,
+        "examples_per_second": sum(float(b["example_weights"].sum()) for b in timed) / per_step,
         **memory(mode.compiled),
         "xla_flops_per_step": xla_flops(mode.compiled),
         "last_loss": mode.loss(mode.outputs),
     }
+
+
+def _flops_per_token(config: Config, pretrained: PretrainingModel) -> float:
+    seq_len = config.data.max_seq_len
+    return flops_per_token(pretrained.config, seq_len, config.num_predictions)
+
+
+def _step_work(config: Config, pretrained: PretrainingModel, peak: float | None) -> StepWork:
+    batch_size, seq_len = config.train.batch_size, config.data.max_seq_len
+    per_token = _flops_per_token(config, pretrained)
+    return StepWork(
+        tokens=batch_size * seq_len,
+        sequences=batch_size,
+        model_flops=per_token * batch_size * seq_len,
+        peak_tflops=None if peak is None else peak * jax.device_count(),
+    )
+
+
+def _external_baseline(name: str, config: Config, vocab_size: int, steps: int, warmup: int, peak: float | None) -> dict:
+    """An external baseline's report on the config's shapes (it raises when the process fails)."""
+    shape = step_shape(config, vocab_size, steps, warmup, peak)
+    finished = run_external(BASELINES[name], shape, jax.devices()[0].platform, 3600, dict(os.environ))
+    if finished.error:
+        raise RuntimeError(f"baseline {name} failed: {finished.error}")
+    return external_report(finished.stdout)
+
+
+def step_shape(config: Config, vocab_size: int, steps: int, warmup: int, peak: float | None) -> StepShape:
+    """What an external baseline needs to time the step `config` describes."""
+    return StepShape(
+        preset=config.model.preset,
+        vocab_size=vocab_size,
+        seq_len=config.data.max_seq_len,
+        batch_size=config.train.batch_size,
+        mask_prob=config.masking.mask_prob,
+        dtype=config.model.dtype,
+        steps=steps,
+        warmup=warmup,
+        seed=config.train.seed,
+        peak_tflops=peak,
+    )
 
 
 def _setup(config: Config, pretrained: PretrainingModel, vocab_size: int, data: str, prefetch: int) -> dict[str, Any]:
@@ -151,7 +187,8 @@ def run_bench(
 ) -> dict[str, Any]:
     """Time the trainer's step ("ours"), with `compare_impl` also the other `model.impl` ("ours-hf" or
     "ours-fast"), with `compare_packing` the other data.packing ("ours-packed" or "ours-unpacked", on its
-    own rows of the corpus), and with `baseline` a registered baseline, interleaved; one dict."""
+    own rows of the corpus) and with `baseline` a registered baseline, interleaved (an external baseline
+    runs after them in its own process); one dict."""
     compare = (compare_impl, compare_packing)
     _check_options(config, steps, warmup, baseline, data, prefetch, peak_tflops, measure_peak, compare)
     check_batch_sizes(config, jax.device_count(), jax.process_count())
@@ -168,7 +205,8 @@ def run_bench(
         configs["ours-packed" if other.data.packing else "ours-unpacked"] = other
     factories = {name: batches if c.data == config.data else _batches(c, data)[1] for name, c in configs.items()}
     modes = {name: trainer_mode(c, pretrained, factories[name], prefetch) for name, c in configs.items()}
-    if baseline is not None:
+    external = baseline is not None and BASELINES[baseline].external
+    if baseline is not None and not external:
         configs[baseline], factories[baseline] = config, batches
         modes[baseline] = BASELINES[baseline].mode(config, pretrained, batches, prefetch)
     time_interleaved(list(modes.values()), steps, warmup)
@@ -177,6 +215,8 @@ def run_bench(
         name: _mode_report(mode, _step_work(configs[name], pretrained, peak), factories[name], warmup)
         for name, mode in modes.items()
     }
+    if external:
+        results[baseline] = _external_baseline(baseline, config, vocab_size, steps, warmup, peak)
     rate = {name: report["tokens_per_second"] for name, report in results.items()}
     if baseline is not None:
         results["ratio_tokens_per_second"] = rate["ours"] / rate[baseline]
@@ -185,14 +225,40 @@ def run_bench(
         results["ratio_fast_to_hf"] = rate[fast] / rate[hf]
     if compare_packing:
         packed, unpacked = ("ours", "ours-unpacked") if config.data.packing else ("ours-packed", "ours")
-        real = {name: results[name]["real_tokens_per_second"] for name in (packed, unpacked)}
-        results["ratio_real_tokens_packed_to_unpacked"] = real[packed] / real[unpacked]
-        examples = {name: results[name]["examples_per_second"] for name in (packed, unpacked)}
-        results["ratio_examples_packed_to_unpacked"] = examples[packed] / examples[unpacked]
-    per_token = flops_per_token(pretrained.config, config.data.max_seq_len, config.num_predictions)
-    timing = {"steps": steps, "warmup": warmup, "model_flops_per_token": per_token}
+        for key, ratio in (("real_tokens", "real_tokens_per_second"), ("examples", "examples_per_second")):
+            results[f"ratio_{key}_packed_to_unpacked"] = results[packed][ratio] / results[unpacked][ratio]
+    timing = {"steps": steps, "warmup": warmup, "model_flops_per_token": _flops_per_token(config, pretrained)}
     return {**_setup(config, pretrained, vocab_size, data, prefetch), **timing,
             "peak_tflops_per_device": peak, "peak_source": peak_source, **results}
+
+
+def bench_row(
+    config: Config, name: str = "ours", steps: int = 20, warmup: int = 3, data: str = "synthetic",
+    peak_tflops: float | None = None, prefetch: int = 2,
+) -> dict[str, Any]:
+    """One step timed alone in this process, a row of `bench --suite`: "ours" (the trainer's step) or an
+    in-process baseline. Its report plus real (non-padding) tokens/s, the attention kernel found in its
+    compiled step (and the one expected there) and this process's peak RSS."""
+    _check_options(config, steps, warmup, None, data, prefetch, peak_tflops, False)
+    if name != "ours" and (name not in BASELINES or BASELINES[name].external):
+        raise UserError(f"a suite row times ours or an in-process baseline; got {name!r}")
+    check_batch_sizes(config, jax.device_count(), jax.process_count())
+    vocab_size, batches = _batches(config, data)
+    pretrained = build_model(config, vocab_size)
+    new_mode = trainer_mode if name == "ours" else BASELINES[name].mode
+    mode = new_mode(config, pretrained, batches, prefetch)
+    time_interleaved([mode], steps, warmup)
+    report = _mode_report(mode, _step_work(config, pretrained, peak_tflops), batches, warmup)
+    return {
+        **_setup(config, pretrained, vocab_size, data, prefetch),
+        "steps": steps,
+        "warmup": warmup,
+        "model_flops_per_token": _flops_per_token(config, pretrained),
+        **report,
+        "attention_kernel": attention_kernel(mode.compiled),
+        "expected_attention_kernel": expected_attention_kernel(config, pretrained) if name == "ours" else None,
+        "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
+    }
 
 
 def compile_only(config: Config) -> dict[str, Any]:

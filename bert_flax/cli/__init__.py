@@ -1,6 +1,7 @@
 """`bert-flax VERB [--config FILE] [key.sub=value ...]`: parse, then call one library function.
 
-Bad input (a UserError) is one line on stderr and exit code 2; `--debug` shows the traceback.
+Bad input (a UserError) is one line on stderr and exit code 2; a run whose bucket failed (StorageFailed)
+one line and exit code 75 (rerun to resume); `--debug` shows the traceback.
 Each verb's arguments and handler sit together in data_verbs.py, train_verbs.py or model_verbs.py;
 nothing outside this package imports it.
 """
@@ -17,7 +18,7 @@ from bert_flax.cli.common import Parser
 from bert_flax.cli.data_verbs import add_bench_data, add_inspect_data, add_prepare
 from bert_flax.cli.model_verbs import add_export, add_predict
 from bert_flax.cli.train_verbs import add_bench, add_eval, add_finetune, add_pretrain, add_report
-from bert_flax.errors import EXIT_BAD_INPUT, UserError
+from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL, StorageFailed, UserError
 
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 # In `bert-flax --help` order.
@@ -55,9 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Overrides may sit between options; argparse wants the positional block in one piece.
         overrides = [a for a in argv if _OVERRIDE.match(a)]
         args = build_parser().parse_args([a for a in argv if not _OVERRIDE.match(a)] + overrides)
+        args.command_line = ["bert-flax", *argv]  # as typed, for the records a verb writes
         return args.handler(args)
     except UserError as err:
         if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StorageFailed as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_STOPPED_BY_SIGNAL

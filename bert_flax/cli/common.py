@@ -12,7 +12,9 @@ from bert_flax.errors import EXIT_STOPPED_BY_SIGNAL, UserError
 
 Handler = Callable[[argparse.Namespace], int]
 QUIET_HELP = "no progress bar or progress lines on stderr (warnings, errors and the final line stay)"
-SOURCE_HELP = "a run dir (newest checkpoint), RUN_DIR/checkpoints/STEP, a save_pretrained dir or a hub name"
+SOURCE_HELP = (
+    "a run dir (newest checkpoint), RUN_DIR/checkpoints/STEP, a save_pretrained dir (each local or gs://) or a hub name"
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,7 +45,8 @@ def add_run_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--run-dir",
         metavar="DIR",
-        help="where config, metrics, checkpoints and final weights go (default runs/CONFIG_NAME)",
+        help="where config, metrics, checkpoints and final weights go: a directory or gs://BUCKET/PREFIX "
+        "(default runs/CONFIG_NAME)",
     )
     stop_help = "stop after STEP with a checkpoint, as if preempted"
     command.add_argument("--stop-at", type=int, metavar="STEP", help=stop_help)

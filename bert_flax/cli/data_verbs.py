@@ -32,7 +32,7 @@ def _prepare(args: argparse.Namespace) -> int:
         verify(prepared.directory)
     counts = prepared.manifest["counts"]
     state = "prepared" if prepared.built else "up to date"
-    print(f"{state}: {prepared.directory} ({counts['documents']:,} documents, {counts['sentences']:,} sentences, "
+    print(f"{state}: {prepared.location} ({counts['documents']:,} documents, {counts['sentences']:,} sentences, "
           f"{counts['tokens']:,} tokens, {prepared.manifest['token_dtype']})")
     return 0
 

@@ -16,7 +16,10 @@ def add_export(verbs: Any) -> None:
     command = add_command(verbs, "export", _export, help)
     command.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     command.add_argument(
-        "--out", required=True, metavar="DIR", help="destination directory (refused if it exists, unless --force)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="destination directory or gs://BUCKET/PREFIX (refused if it exists, unless --force)",
     )
     command.add_argument(
         "--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="dtype of the written weights"

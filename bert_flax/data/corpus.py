@@ -1,4 +1,4 @@
-"""Where a corpus comes from: local files and globs, or a manifest's file (the copy shipped in the
+"""Where a corpus comes from: local or gs:// files and globs, or a manifest's file (the copy shipped in the
 project's data/, as Meditations is, or a pinned, sha256-verified download). `data/reader.py` streams
 them, split into documents by `data/documents.py`."""
 
@@ -16,6 +16,7 @@ from typing import BinaryIO, Sequence
 from bert_flax.config import DataConfig
 from bert_flax.disk import write_file
 from bert_flax.errors import UserError
+from bert_flax.storage import AnyPath, glob_paths, is_remote, to_path
 
 PROJECT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
@@ -27,18 +28,19 @@ def cache_root(data: DataConfig) -> Path:
     return Path(os.environ.get("BERT_FLAX_CACHE", Path.home() / ".cache" / "bert_flax")).expanduser()
 
 
-def resolve_paths(patterns: Sequence[str]) -> list[Path]:
-    """Expand globs; a pattern with no match is an error (a plain path is checked by read_text_file)."""
-    paths: list[Path] = []
+def resolve_paths(patterns: Sequence[str]) -> list[AnyPath]:
+    """Expand globs, local or gs://; a pattern with no match is an error (a plain path is checked by
+    read_text_file)."""
+    paths: list[AnyPath] = []
     for pattern in patterns:
-        expanded = os.path.expanduser(pattern)
+        expanded = pattern if is_remote(pattern) else os.path.expanduser(pattern)
         if glob.has_magic(expanded):
-            matches = sorted(glob.glob(expanded, recursive=True))
+            matches = glob_paths(expanded)
             if not matches:
                 raise UserError(f"data.path glob {pattern!r} matches no file; check the pattern")
-            paths.extend(Path(m) for m in matches)
+            paths.extend(matches)
         else:
-            paths.append(Path(expanded))
+            paths.append(to_path(expanded))
     return paths
 
 
@@ -112,7 +114,7 @@ def _download_dir(data: DataConfig) -> Path:
     return cache_root(data) / "downloads"
 
 
-def source_files(data: DataConfig) -> list[Path]:
+def source_files(data: DataConfig) -> list[AnyPath]:
     """The text files of a file corpus: `path` (globs expanded), else the `corpus` manifest's file."""
     if data.path:
         return resolve_paths(data.path)

@@ -5,6 +5,11 @@ Chunks of documents go to worker processes (spawned: the parent may already hold
 at most two per worker ahead of the writer, and come back in order, so the output does not depend
 on the number of workers. The directory is built beside its final name and renamed into place, so
 an interrupted prepare leaves nothing that looks complete, and a rerun starts clean.
+
+`data.prepared_dir=gs://…` names a prepared dataset in a bucket: built locally (into the cache), then
+published there, manifest last. A run given it, on any machine, copies it once into its local cache
+(each file checked against the manifest's sha256) and memory-maps the copy, instead of tokenizing the
+corpus again; the copy is used while its manifest is the bucket's.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from bert_flax.data.prepared_files import (
     FORMAT_VERSION,
     MANIFEST,
     PreparedWriter,
+    fetch,
     open_prepared,
+    publish,
     read_manifest,
     token_dtype,
     tokenizer_fingerprint,
@@ -43,6 +50,7 @@ from bert_flax.data.token_corpus import TokenizedCorpus, encode_documents, plain
 from bert_flax.disk import check_writable_dir, write_dir
 from bert_flax.errors import UserError
 from bert_flax.formats import format_duration
+from bert_flax.storage import AnyPath, GsPath, check_bucket, to_path
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _SHARD_TOKENS = 1 << 28  # 512 MiB of uint16 per token file
@@ -52,10 +60,11 @@ _SHARD_TOKENS = 1 << 28  # 512 MiB of uint16 per token file
 class Prepared:
     """An opened prepared dataset."""
 
-    directory: Path
+    directory: Path  # the memory-mapped files
     tokenized: TokenizedCorpus
     manifest: dict[str, Any]
     built: bool  # prepared by this call (False: it was there already)
+    location: AnyPath  # where it is kept: `directory`, or the gs:// prefix `directory` is a copy of
 
 
 # --- worker side -------------------------------------------------------------------------------
@@ -139,16 +148,16 @@ def _encoded_chunks(
             yield num_bytes, future.result()
 
 
-def _location(data: DataConfig, identity: list[dict[str, Any]], fingerprint: str) -> Path:
+def _location(data: DataConfig, identity: list[dict[str, Any]], fingerprint: str) -> AnyPath:
     """`data.prepared_dir`, else a cache directory named by everything the content depends on."""
     if data.prepared_dir:
-        return Path(data.prepared_dir).expanduser()
+        return to_path(data.prepared_dir).expanduser()
     key = json.dumps([FORMAT_VERSION, identity, data.documents, fingerprint], sort_keys=True)
     return cache_root(data) / "prepared" / hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def _check_matches(
-    directory: Path, manifest: dict[str, Any], identity: list[dict[str, Any]], fingerprint: str, data: DataConfig, tokenizer_name: str
+    directory: AnyPath, manifest: dict[str, Any], identity: list[dict[str, Any]], fingerprint: str, data: DataConfig, tokenizer_name: str
 ) -> None:
     """A prepared directory made from other sources, documents or tokenizer is refused, saying what differs."""
     rerun = f"rerun bert-flax prepare --force with this config to rebuild {directory}"
@@ -238,12 +247,42 @@ def ensure_prepared(data: DataConfig, tokenizer: Tokenizer, tokenizer_name: str,
     identity = source_identity(data)
     fingerprint = tokenizer_fingerprint(tokenizer)
     location = _location(data, identity, fingerprint)
+    if isinstance(location, GsPath):
+        return _ensure_published(location, data, tokenizer, identity, tokenizer_name, fingerprint, progress, rebuild)
     built = False
     if rebuild or not (location / MANIFEST).is_file():
-        check_writable_dir(location.parent, "data.prepared_dir's parent", "point data.prepared_dir (or $BERT_FLAX_CACHE) at a writable directory")
+        _check_parent(location)
         _clear_leftovers(location)
         _build(location, data, tokenizer, identity, tokenizer_name, fingerprint, progress, rebuild)
         built = True
     _check_matches(location, read_manifest(location), identity, fingerprint, data, tokenizer_name)
     tokenized, manifest = open_prepared(location)
-    return Prepared(location, tokenized, manifest, built)
+    return Prepared(location, tokenized, manifest, built, location)
+
+
+def _check_parent(directory: Path) -> None:
+    fix = "point data.prepared_dir (or $BERT_FLAX_CACHE) at a writable directory"
+    check_writable_dir(directory.parent, "data.prepared_dir's parent", fix)
+
+
+def _ensure_published(
+    remote: GsPath, data: DataConfig, tokenizer: Tokenizer, identity: list[dict[str, Any]], name: str, fingerprint: str,
+    progress: bool, rebuild: bool,
+) -> Prepared:
+    """`ensure_prepared` for a gs:// prepared_dir: the local copy in the cache, built and published when the
+    bucket has none (or `rebuild`), else fetched when it is missing or not the bucket's current one."""
+    check_bucket(remote, "data.prepared_dir", "point data.prepared_dir at a bucket you can write to")
+    copy = cache_root(data) / "prepared" / "gs" / hashlib.sha256(str(remote).encode()).hexdigest()[:20]
+    _check_parent(copy)
+    _clear_leftovers(copy)
+    built = rebuild or not (remote / MANIFEST).is_file()
+    if built:  # from this config: it matches
+        _build(copy, data, tokenizer, identity, name, fingerprint, progress, rebuild=True)
+        publish(copy, remote)
+    else:
+        manifest_text = (remote / MANIFEST).read_text(encoding="utf-8")
+        _check_matches(remote, read_manifest(remote), identity, fingerprint, data, name)  # before copying anything
+        if not (copy / MANIFEST).is_file() or (copy / MANIFEST).read_text(encoding="utf-8") != manifest_text:
+            write_dir(copy, lambda directory: fetch(remote, manifest_text, directory))
+    tokenized, manifest = open_prepared(copy)
+    return Prepared(copy, tokenized, manifest, built, remote)

@@ -9,6 +9,10 @@ Files are written by appending, behind a fixed 128-byte .npy header that is fill
 so a prepare never holds more than one chunk in memory, and `np.load(mmap_mode="r")` opens any of
 them in O(1). Opening checks every file's size against the manifest (a truncated copy is caught
 without reading it); `verify` re-hashes the contents.
+
+In a bucket (gs://) the same files are objects: `publish` uploads a local directory with the manifest
+last (a reader that finds the manifest finds every file it names), `fetch` copies one into a local
+directory, each file checked against its manifest sha256 before it is memory-mapped.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tokenizers import Tokenizer
 
 from bert_flax.data.token_corpus import ShardedTokens, TokenizedCorpus
 from bert_flax.errors import UserError
+from bert_flax.storage import AnyPath, GsPath, download, remove, upload_dir
 
 FORMAT = "bert_flax.prepared"
 FORMAT_VERSION = 1
@@ -120,7 +125,7 @@ class PreparedWriter:
         }
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
+def read_manifest(directory: AnyPath) -> dict[str, Any]:
     """The manifest of a prepared directory, or a UserError saying why there is none usable."""
     path = directory / MANIFEST
     if not path.is_file():
@@ -137,7 +142,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def _damaged(directory: Path, what: str) -> UserError:
+def _damaged(directory: AnyPath, what: str) -> UserError:
     return UserError(
         f"prepared dataset {directory} is damaged: {what}; rerun bert-flax prepare --force "
         "(it rebuilds the directory from the sources)"
@@ -180,15 +185,44 @@ def open_prepared(directory: Path) -> tuple[TokenizedCorpus, dict[str, Any]]:
     return TokenizedCorpus(ShardedTokens(shards), sentence_starts, document_starts), manifest
 
 
+def _data_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    files = manifest["files"]
+    return [*files["tokens"], files["sentence_starts"], files["document_starts"]]
+
+
+def _data_sha256(path: Path) -> str:
+    """sha256 of a file's values (after its .npy header), as ArrayWriter hashed them."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        f.seek(_HEADER_BYTES)
+        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def verify(directory: Path) -> None:
     """Re-hash every file against the manifest (reads the whole directory)."""
     _, manifest = open_prepared(directory)
-    files = manifest["files"]
-    for entry in [*files["tokens"], files["sentence_starts"], files["document_starts"]]:
-        digest = hashlib.sha256()
-        with (directory / entry["file"]).open("rb") as f:
-            f.seek(_HEADER_BYTES)
-            for block in iter(lambda: f.read(_HASH_BLOCK), b""):
-                digest.update(block)
-        if digest.hexdigest() != entry["sha256"]:
+    for entry in _data_files(manifest):
+        if _data_sha256(directory / entry["file"]) != entry["sha256"]:
             raise _damaged(directory, f"{entry['file']} does not match the sha256 in its manifest")
+
+
+def publish(directory: Path, target: GsPath) -> None:
+    """Upload a prepared directory into `target`, replacing what is there: its old manifest deleted first
+    (until the new one is up, nothing there reads as a prepared dataset), the new manifest last."""
+    remove(target / MANIFEST)
+    upload_dir(directory, target, last=(MANIFEST,))
+
+
+def fetch(source: GsPath, manifest_text: str, directory: Path) -> None:
+    """Fill the empty `directory` with the prepared dataset at `source` whose manifest is `manifest_text`:
+    every file downloaded and checked (size, sha256) against it, the manifest written last."""
+    manifest = json.loads(manifest_text)
+    for entry in _data_files(manifest):
+        if not (source / entry["file"]).is_file():
+            raise _damaged(source, f"{entry['file']} is missing")
+        local = download(source / entry["file"], directory / entry["file"])
+        if local.stat().st_size < _HEADER_BYTES or _data_sha256(local) != entry["sha256"]:
+            raise _damaged(source, f"{entry['file']} does not match the sha256 in its manifest")
+    (directory / MANIFEST).write_text(manifest_text, encoding="utf-8")

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any, Iterator
 
 from bert_flax.config import DataConfig
 from bert_flax.data.corpus import resolve_paths, source_files
 from bert_flax.data.documents import last_document_end, split_documents, strip_bom
 from bert_flax.errors import UserError, first_line
+from bert_flax.storage import AnyPath
 
 _DATASET_BATCH_ROWS = 256
 
@@ -31,7 +31,8 @@ class TextChunk:
 
 
 def source_identity(data: DataConfig) -> list[dict[str, Any]]:
-    """What the corpus is, without reading it: each file's path, size and mtime, or the dataset's name."""
+    """What the corpus is, without reading it: each file's path, size and mtime (a gs:// object's: the
+    same from every machine), or the dataset's name."""
     if data.dataset:
         files = [_file_identity(p) for p in resolve_paths(data.path)] if data.path else []
         return [{
@@ -41,7 +42,7 @@ def source_identity(data: DataConfig) -> list[dict[str, Any]]:
     return [_file_identity(path) for path in source_files(data)]
 
 
-def _file_identity(path: Path) -> dict[str, Any]:
+def _file_identity(path: AnyPath) -> dict[str, Any]:
     _check_file(path)
     stat = path.stat()
     return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -61,14 +62,14 @@ def total_bytes(identity: list[dict[str, Any]]) -> int | None:
     return sum(source["bytes"] for source in identity)
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: AnyPath) -> None:
     if not path.exists():
         raise UserError(f"corpus file {path} does not exist; pass an existing text file with data.path=FILE")
     if path.is_dir():
         raise UserError(f"corpus path {path} is a directory; pass text files or a glob, e.g. data.path='{path}/*.txt'")
 
 
-def decode_utf8(raw: bytes, path: Path, offset: int) -> str:
+def decode_utf8(raw: bytes, path: AnyPath, offset: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -79,7 +80,7 @@ def decode_utf8(raw: bytes, path: Path, offset: int) -> str:
         ) from None
 
 
-def read_file_chunks(path: Path, mode: str, chunk_bytes: int) -> Iterator[TextChunk]:
+def read_file_chunks(path: AnyPath, mode: str, chunk_bytes: int) -> Iterator[TextChunk]:
     """The documents of one text file, about `chunk_bytes` of input at a time."""
     _check_file(path)
     any_text = False

@@ -9,7 +9,6 @@ only about `sample_bytes` are read, however large the corpus. A `datasets` sourc
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -18,6 +17,7 @@ from bert_flax.config import DataConfig
 from bert_flax.data.documents import first_document_end, last_document_end, split_documents, strip_bom
 from bert_flax.data.reader import decode_utf8, read_chunks, source_identity, total_bytes
 from bert_flax.data.row_random import RowRandom, Stream, derive_key
+from bert_flax.storage import AnyPath, to_path
 
 WINDOW_BYTES = 1 << 20
 
@@ -27,7 +27,7 @@ def sample_key(data: DataConfig, sample_bytes: int) -> list[Any]:
     return [source_identity(data), data.documents, sample_bytes, WINDOW_BYTES]
 
 
-def _window_documents(path: Path, offset: int, size: int, mode: str) -> list[str]:
+def _window_documents(path: AnyPath, offset: int, size: int, mode: str) -> list[str]:
     """The whole documents inside bytes [offset, offset + size) of `path`."""
     with path.open("rb") as f:
         f.seek(offset)
@@ -42,7 +42,7 @@ def _window_documents(path: Path, offset: int, size: int, mode: str) -> list[str
     return split_documents(decode_utf8(raw[:end], path, offset), mode)
 
 
-def _file_windows(identity: list[dict[str, Any]], sample_bytes: int) -> Iterator[tuple[Path, int, int]]:
+def _file_windows(identity: list[dict[str, Any]], sample_bytes: int) -> Iterator[tuple[AnyPath, int, int]]:
     """(file, offset, size) of one window per stratum of the corpus' bytes, seeded; a window is no
     larger than its stratum, so windows never overlap (no document is sampled twice)."""
     sizes = np.array([source["bytes"] for source in identity], dtype=np.int64)
@@ -54,7 +54,7 @@ def _file_windows(identity: list[dict[str, Any]], sample_bytes: int) -> Iterator
     size = min(WINDOW_BYTES, int(np.ceil(stratum)))
     for start in starts:
         index = int(np.searchsorted(file_starts, start, side="right")) - 1
-        yield Path(identity[index]["path"]), int(start - file_starts[index]), size
+        yield to_path(identity[index]["path"]), int(start - file_starts[index]), size
 
 
 def sample_documents(data: DataConfig, sample_bytes: int) -> Iterator[str]:

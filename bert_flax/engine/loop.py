@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import jax
@@ -24,6 +23,7 @@ from bert_flax.run.layout import check_run_dir
 from bert_flax.run.logs import RunLog
 from bert_flax.run.progress import Progress
 from bert_flax.run.wandb_log import import_wandb
+from bert_flax.storage import AnyPath
 
 CHECKED = ("loss", "grad_norm", "param_norm")  # non-finite: the run has diverged
 PREFETCH_BATCHES = 2  # host batches built ahead of the step, in a thread
@@ -65,7 +65,7 @@ class TrainingDiverged(UserError):
 class RunResult:
     """How a pretrain or finetune call ended."""
 
-    run_dir: Path
+    run_dir: AnyPath
     step: int  # optimizer steps completed
     finished: bool  # reached train.steps (False: stopped early by `stop_at` or a signal)
     train: dict[str, float]  # the last logged train metrics
@@ -89,7 +89,7 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-def start_run(config: Config, run_dir: Path, stop_at: int | None) -> bool:
+def start_run(config: Config, run_dir: AnyPath, stop_at: int | None) -> bool:
     """The checks every run makes before it reads data or touches `run_dir` (joining a multi-process
     job first); True when `run_dir` holds this config's run to resume."""
     if config.log.wandb:  # every process, so a multi-process job fails everywhere instead of waiting
@@ -111,7 +111,7 @@ class StepLoop:
     def __init__(
         self,
         config: Config,
-        run_dir: Path,
+        run_dir: AnyPath,
         parallel: DataParallel,
         checkpoints: Checkpoints,
         start: int,
@@ -189,8 +189,10 @@ class StepLoop:
         finally:
             batches.close()
             self.progress.close()
-            self.checkpoints.close()
-            self.metrics.close(failed)
+            try:
+                self.checkpoints.close()
+            finally:
+                self.metrics.close(failed)
         return result
 
     def run(
@@ -225,6 +227,7 @@ class StepLoop:
                 self.log_eval(step, state)
             if do_save:
                 self.checkpoints.save(step, self.parallel.host_state(state), data_state)
+                self.metrics.publish()  # a gs:// run dir's logs, up to this checkpoint
             if do_eval or do_save:
                 self.last_read = (time.perf_counter(), step)  # eval and saving are not training time
             if stopped_by is not None:

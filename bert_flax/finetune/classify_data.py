@@ -16,8 +16,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from bert_flax.disk import write_file
 from bert_flax.errors import UserError, first_line
+from bert_flax.storage import AnyPath, to_path, write_file
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
 _SUPPORTED = "a .csv, .tsv, .jsonl or .json file, a `datasets` directory or a `datasets` name"
@@ -257,9 +257,9 @@ class LabelSet:
         ids_N = np.fromiter((label2id.get(label, -1) for label in labels), dtype=np.int32, count=len(labels))
         return ids_N, ids_N >= 0
 
-    def save(self, path: Path) -> None:
+    def save(self, path: AnyPath) -> None:
         """Write the labels as JSON (id order), e.g. to RUN_DIR/labels.json."""
-        write_file(Path(path), json.dumps({"labels": list(self.names)}, indent=2, ensure_ascii=False) + "\n")
+        write_file(to_path(path), json.dumps({"labels": list(self.names)}, indent=2, ensure_ascii=False) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> LabelSet:

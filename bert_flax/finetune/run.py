@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Iterator
 
 import jax
@@ -22,7 +21,6 @@ import numpy as np
 
 from bert_flax.config import Config
 from bert_flax.data.pipeline import local_rows
-from bert_flax.disk import write_file
 from bert_flax.engine.checkpoint import Checkpoints, DataState
 from bert_flax.engine.loop import RunResult, StepLoop, is_main_process, start_run
 from bert_flax.engine.optim import learning_rate_schedule, make_optimizer
@@ -36,6 +34,7 @@ from bert_flax.finetune.squad_metrics import squad_scores
 from bert_flax.finetune.tasks import classification_task, qa_task
 from bert_flax.model.losses import cross_entropy
 from bert_flax.run.layout import RunDir, create_run_dir, read_saved_eval, save_pretrained_dir
+from bert_flax.storage import AnyPath, to_path, write_file
 
 BEST_METRIC = {"classify": "accuracy", "qa": "f1"}
 
@@ -84,9 +83,9 @@ def _best_so_far(run: RunDir, metric: str) -> float:
     return float(saved[metric]) if saved is not None else -math.inf
 
 
-def finetune(config: Config, run_dir: str | Path, stop_at: int | None = None, show_progress: bool = True) -> RunResult:
+def finetune(config: Config, run_dir: str | AnyPath, stop_at: int | None = None, show_progress: bool = True) -> RunResult:
     """Fine-tune (or resume) `config.finetune.task` in `run_dir`; like `pretrain`, every check comes first."""
-    run_dir, task = Path(run_dir), config.finetune.task
+    run_dir, task = to_path(run_dir), config.finetune.task
     resuming = start_run(config, run_dir, stop_at)
     if task == "classify":
         read = task_data.read_classification(config)

@@ -15,20 +15,21 @@ from typing import Any
 
 import safetensors.flax
 
-from bert_flax.disk import write_dir, write_file
+from bert_flax.disk import write_file
 from bert_flax.errors import UserError
 from bert_flax.interop.sources import LoadedModel, load_model_source
 from bert_flax.interop.torch_state import EXPORT_DTYPES, to_torch_state
 from bert_flax.model.architectures import Architecture, architecture_of, check_heads
 from bert_flax.run.layout import RunDir
 from bert_flax.run.metrics import last_events
+from bert_flax.storage import AnyPath, GsPath, check_bucket, to_path, write_dir
 
 WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclasses.dataclass
 class ExportResult:
-    out: Path
+    out: AnyPath
     source: str
     dtype: str
     num_tensors: int
@@ -95,12 +96,14 @@ def write_export(loaded: LoadedModel, directory: Path, dtype: str) -> int:
 
 
 def export(
-    source: str, out: str | Path, dtype: str = "float32", force: bool = False, verify: bool = False
+    source: str, out: str | AnyPath, dtype: str = "float32", force: bool = False, verify: bool = False
 ) -> ExportResult:
     """Export SOURCE to `out`; a failure (or a failed `verify`) leaves `out` as it was."""
     if dtype not in EXPORT_DTYPES:
         raise UserError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)}; got {dtype!r}")
-    out = Path(out)
+    out = to_path(out)
+    if isinstance(out, GsPath):
+        check_bucket(out, "--out", "choose another --out")
     if out.exists() and not force:
         raise UserError(f"{out} already exists; pass --force to replace it or choose another --out")
     if out.exists() and not out.is_dir():
@@ -115,5 +118,5 @@ def export(
 
         return num_tensors, verify_export(directory, loaded, dtype)
 
-    num_tensors, verification = write_dir(out, fill)
+    num_tensors, verification = write_dir(out, fill, last=("config.json",))
     return ExportResult(out, loaded.description, dtype, num_tensors, verification)

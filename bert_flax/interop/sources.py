@@ -6,11 +6,14 @@ pre-training heads by default, a fine-tuned classification or QA head when the c
 A SOURCE is one of: a run directory (its newest readable checkpoint), one checkpoint step of a run
 (RUN_DIR/checkpoints/STEP), a `save_pretrained` directory (Flax msgpack or PyTorch safetensors;
 `.bin` only through torch.load(weights_only=True), which transformers does), or a hub name.
+Runs and directories may be in a bucket (gs://): checkpoints are read where they are, a run's
+tokenizer and a save_pretrained directory are copied into a temporary local directory first.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -27,6 +30,7 @@ from bert_flax.errors import UserError, first_line
 from bert_flax.hub import load_local_or_hub
 from bert_flax.model.architectures import architecture_named
 from bert_flax.run.layout import RunDir
+from bert_flax.storage import AnyPath, GsPath, check_bucket, local_copy, to_path
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ class LoadedModel:
     params: Any  # NumPy float32, the tree of the config's architecture (FlaxBertForPreTraining by default)
     tokenizer: str  # a directory (or hub name) BertTokenizerFast.from_pretrained loads
     description: str  # for messages and model cards: "run runs/x, step 600"
-    run_dir: Path | None = None
+    run_dir: AnyPath | None = None
     step: int | None = None
 
     def load_tokenizer(self) -> BertTokenizerFast:
@@ -72,10 +76,12 @@ def _run_config(run: RunDir) -> BertConfig:
             f"run {run.path} has no {RunDir.MODEL_CONFIG} (a training run writes it before its first step); "
             "pass a complete run or a save_pretrained directory"
         )
+    if isinstance(run.model_config, GsPath):
+        return BertConfig.from_dict(json.loads(run.model_config.read_text(encoding="utf-8")))
     return BertConfig.from_json_file(str(run.model_config))
 
 
-def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
+def _from_run(run_dir: AnyPath, step: int | None) -> LoadedModel:
     run = RunDir(run_dir)
     steps = run.checkpoint_steps()
     if not steps:
@@ -94,7 +100,7 @@ def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
         return LoadedModel(
             _run_config(run),
             params,
-            str(run.tokenizer),
+            str(local_copy(run.tokenizer)),
             f"run {run_dir}, step {candidate}",
             run_dir,
             candidate,
@@ -102,7 +108,7 @@ def _from_run(run_dir: Path, step: int | None) -> LoadedModel:
     raise AssertionError("unreachable")
 
 
-def _from_pretrained(name: str, seed: int) -> LoadedModel:
+def _from_pretrained(name: str, seed: int, description: str | None = None) -> LoadedModel:
     def load(path: str, **kwargs: Any) -> FlaxPreTrainedModel:
         verbosity = transformers.logging.get_verbosity()
         transformers.logging.set_verbosity_error()  # callers report missing heads themselves
@@ -124,7 +130,7 @@ def _from_pretrained(name: str, seed: int) -> LoadedModel:
     else:
         model = load_local_or_hub(name, load, "model", OFFLINE_FIX)
     params = jax.tree.map(lambda x: np.asarray(x, np.float32), model.params)
-    return LoadedModel(model.config, params, name, f"{name}")
+    return LoadedModel(model.config, params, name, description or name)
 
 
 def load_model_source(source: str, seed: int = 0) -> LoadedModel:
@@ -132,17 +138,24 @@ def load_model_source(source: str, seed: int = 0) -> LoadedModel:
 
     `seed` initialises weights the checkpoint lacks.
     """
-    path = Path(source).expanduser()
+    path = to_path(source).expanduser()
+    if isinstance(path, GsPath):
+        check_bucket(path, "model", "pass a model directory, a run directory or a hub name")
     if path.is_dir() and RunDir(path).is_run():
         return _from_run(path, None)
-    if path.is_dir() and path.name.isdigit() and path.parent.name == RunDir.CHECKPOINTS and RunDir(path.parents[1]).is_run():
-        return _from_run(path.parents[1], int(path.name))
+    run_of_step = path.parent.parent
+    if path.is_dir() and path.name.isdigit() and path.parent.name == RunDir.CHECKPOINTS and RunDir(run_of_step).is_run():
+        return _from_run(run_of_step, int(path.name))
     if path.is_file():
         raise UserError(f"{source} is a file; pass a model directory, a run directory or a hub name")
-    if not path.exists() and _is_path_not_hub_name(source):
+    if not path.exists() and (isinstance(path, GsPath) or _is_path_not_hub_name(source)):
         raise UserError(f"cannot load model {source}: it does not exist; pass a model directory, a run directory or a hub name")
     if path.is_dir() and not (path / "config.json").is_file():
         raise UserError(f"{source} is not a model: no config.json (nor a bert-flax run with {RunDir.CONFIG})")
+    if isinstance(path, GsPath):
+        path = local_copy(path)
+        _check_bin_is_a_state_dict(path)
+        return _from_pretrained(str(path), seed, description=source)
     if path.is_dir():
         _check_bin_is_a_state_dict(path)
     return _from_pretrained(source, seed)

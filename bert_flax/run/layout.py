@@ -11,6 +11,11 @@ so the layout below (the README's run-directory table) is spelled once:
     eval_report.json  fine-tuning: the last eval   labels.json     classification: the label set
     tensorboard/      event files                  wandb_id.txt    the W&B run a resume continues
     plots/, report.md `bert-flax report`
+
+The run dir may be a local path or `gs://bucket/prefix` (storage.py): `RunDir.path` is then a GsPath,
+files are written as whole objects and directories uploaded file by file (storage.write_file/write_dir),
+and a checkpoint step counts only once Orbax has written its COMMIT_MARKER (Orbax cannot rename on GCS,
+so an unfinished step sits at its final name without it).
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from bert_flax.config import Config, LogConfig, config_to_dict, dump_config, load_config
-from bert_flax.disk import check_writable_dir, write_dir, write_file
 from bert_flax.errors import UserError
+from bert_flax.storage import AnyPath, GsPath, check_writable, to_path, write_dir, write_file
+
+COMMIT_MARKER = "commit_success.txt"  # Orbax writes it last into a finished step on GCS (CommitFileTemporaryPath)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """The paths of one run directory's entries."""
 
-    path: Path
+    path: AnyPath
 
     CONFIG = "config.yaml"
     METRICS = "metrics.jsonl"
@@ -47,10 +54,10 @@ class RunDir:
     PLOTS = "plots"
     REPORT = "report.md"
 
-    def __init__(self, path: str | Path) -> None:
-        object.__setattr__(self, "path", Path(path))
+    def __init__(self, path: str | AnyPath) -> None:
+        object.__setattr__(self, "path", to_path(path))
 
-    def __truediv__(self, name: str) -> Path:
+    def __truediv__(self, name: str) -> AnyPath:
         return self.path / name
 
     config = property(lambda self: self / self.CONFIG)
@@ -73,10 +80,20 @@ class RunDir:
         return self.config.is_file() and self.checkpoints.is_dir()
 
     def checkpoint_steps(self) -> list[int]:
-        """Saved steps, oldest first (Orbax step directories are plain integers)."""
-        if not self.checkpoints.is_dir():
-            return []
-        return sorted(int(p.name) for p in self.checkpoints.iterdir() if p.name.isdigit() and (p / "state").is_dir())
+        """Finished steps, oldest first (Orbax step directories are plain integers)."""
+        return sorted(int(p.name) for p in self.step_dirs() if is_finished_step(p))
+
+    def step_dirs(self) -> list[AnyPath]:
+        """Every directory of checkpoints/ named by a step, finished or not."""
+        return [p for p in self.checkpoints.iterdir() if p.name.isdigit()] if self.checkpoints.is_dir() else []
+
+
+def is_finished_step(step_dir: AnyPath) -> bool:
+    """A local step is finished once Orbax renamed it into place (with its state/); a gs:// one once it
+    holds Orbax's COMMIT_MARKER."""
+    if isinstance(step_dir, GsPath):
+        return (step_dir / COMMIT_MARKER).is_file()
+    return (step_dir / "state").is_dir()
 
 
 # How many processes run it and how they meet, not what it computes: a run resumes under another
@@ -97,14 +114,19 @@ def _differences(old: dict, new: dict) -> list[str]:
     ]
 
 
-def check_run_dir(run_dir: Path, config: Config) -> bool:
+def check_run_dir(run_dir: AnyPath, config: Config) -> bool:
     """True when `run_dir` holds this config's run (resume), False when it is new or empty; else an error.
 
     Also an error when the directory could not be written (or created), so a run never fails on
     its first checkpoint after the data and the model were prepared.
     """
-    resuming = _check_owner(RunDir(run_dir), config)
-    check_writable_dir(run_dir, "run dir", "pass another --run-dir")
+    run = RunDir(run_dir)
+    remote = isinstance(run.path, GsPath)
+    if remote:  # the extra, the credentials and the bucket, before anything in it is read
+        check_writable(run.path, "run dir", "pass another --run-dir")
+    resuming = _check_owner(run, config)
+    if not remote:
+        check_writable(run.path, "run dir", "pass another --run-dir")
     return resuming
 
 
@@ -130,18 +152,18 @@ def _check_owner(run: RunDir, config: Config) -> bool:
     return False
 
 
-def create_run_dir(run_dir: Path, config: Config, tokenizer: Any = None, model_config: Any = None) -> None:
+def create_run_dir(run_dir: AnyPath, config: Config, tokenizer: Any = None, model_config: Any = None) -> None:
     """A new run's config.yaml and, for a training run, its tokenizer/ and model_config.json (the
     BertConfig of the parameters its checkpoints hold), each written whole."""
     run = RunDir(run_dir)
     write_file(run.config, dump_config(config))
     if tokenizer is not None:
-        write_dir(run.tokenizer, tokenizer.save_pretrained)
+        write_dir(run.tokenizer, tokenizer.save_pretrained, last=("tokenizer_config.json",))
     if model_config is not None:
         write_file(run.model_config, model_config.to_json_string())
 
 
-def save_pretrained_dir(target: Path, model: Any, params: Any, tokenizer: Any, extra: dict | None = None) -> None:
+def save_pretrained_dir(target: AnyPath, model: Any, params: Any, tokenizer: Any, extra: dict | None = None) -> None:
     """`target` as a save_pretrained directory (weights, config, tokenizer, and `eval.json` = `extra`),
     never half written. `params` are host arrays (`jax.device_get`); `model` has `save_pretrained`."""
 
@@ -151,10 +173,10 @@ def save_pretrained_dir(target: Path, model: Any, params: Any, tokenizer: Any, e
         if extra is not None:
             write_file(directory / RunDir.SAVED_EVAL, json.dumps(extra, indent=2) + "\n")
 
-    write_dir(target, fill)
+    write_dir(target, fill, last=("config.json", RunDir.SAVED_EVAL))
 
 
-def read_saved_eval(model_dir: Path) -> dict[str, Any] | None:
+def read_saved_eval(model_dir: AnyPath) -> dict[str, Any] | None:
     """The `eval.json` that `save_pretrained_dir` wrote into final/ or best/, if it is there and readable."""
     try:
         value = json.loads((model_dir / RunDir.SAVED_EVAL).read_text(encoding="utf-8"))

@@ -19,11 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from bert_flax.config import MODEL_PRESETS, Config, load_config
-from bert_flax.disk import check_writable_dir, write_file
 from bert_flax.errors import UserError
 from bert_flax.formats import format_duration, json_number, read_number
 from bert_flax.run.layout import RunDir, read_saved_eval
 from bert_flax.run.metrics import read_metrics
+from bert_flax.storage import AnyPath, GsPath, check_writable, to_path, write_file
 
 DPI = 150
 SMOOTH_FROM = 50  # train curves with this many points get a moving average over the raw (faint) curve
@@ -44,10 +44,10 @@ NAMES = {
 class Report:
     """What `write_report` found and wrote: the summary (as `--json` prints it) and the files."""
 
-    run_dir: Path
+    run_dir: AnyPath
     summary: dict[str, Any]
-    plots: dict[str, Path]
-    markdown: Path
+    plots: dict[str, AnyPath]
+    markdown: AnyPath
 
 
 def direction(key: str) -> str | None:
@@ -59,13 +59,15 @@ def direction(key: str) -> str | None:
     return None
 
 
-def read_events(run_dir: Path) -> list[dict[str, Any]]:
+def read_events(run_dir: AnyPath) -> list[dict[str, Any]]:
     """metrics.jsonl's train and eval events (`read_metrics` skips a line cut by a crash)."""
     return [r for r in read_metrics(run_dir) if r.get("split") in ("train", "eval") and isinstance(r.get("step"), int)]
 
 
-def check_run(run_dir: Path) -> tuple[Config, list[dict[str, Any]]]:
+def check_run(run_dir: AnyPath) -> tuple[Config, list[dict[str, Any]]]:
     """The run's config and events, or a UserError; nothing is written before this passes."""
+    if isinstance(run_dir, GsPath):  # the extra, the credentials and the bucket first
+        check_writable(run_dir, "run dir", "pass the --run-dir of a pretrain or finetune run")
     if not run_dir.exists():
         raise UserError(f"run dir {run_dir} does not exist; pass the --run-dir of a pretrain or finetune run")
     if not RunDir(run_dir).config.is_file():
@@ -82,7 +84,8 @@ def check_run(run_dir: Path) -> tuple[Config, list[dict[str, Any]]]:
             f"nothing to report: {run_dir} has no {RunDir.METRICS} events yet; "
             f"run bert-flax pretrain (or finetune) with --run-dir {run_dir} first"
         )
-    check_writable_dir(RunDir(run_dir).plots, "plots dir", "move it away or copy the run dir somewhere writable")
+    if not isinstance(run_dir, GsPath):
+        check_writable(RunDir(run_dir).plots, "plots dir", "move it away or copy the run dir somewhere writable")
     return config, events
 
 
@@ -114,7 +117,7 @@ def _model(config: Config) -> str:
     return f"preset {config.model.preset}, random init ({layers} layers, hidden {hidden}, {config.model.dtype})"
 
 
-def summarize(run_dir: Path, config: Config, events: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(run_dir: AnyPath, config: Config, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The summary that the table, report.md and `--json` show."""
     run = RunDir(run_dir)
     train = [e for e in events if e["split"] == "train"]
@@ -206,7 +209,7 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(summary: dict[str, Any], plots: dict[str, Path], run_dir: Path) -> str:
+def format_markdown(summary: dict[str, Any], plots: dict[str, AnyPath], run_dir: AnyPath) -> str:
     """report.md: the same tables in markdown, and the plots."""
 
     def cells(row: list[str]) -> str:
@@ -260,7 +263,7 @@ def _panel_figure(title: str, count: int) -> tuple[Figure, list[Any]]:
     return figure, list(axes[:count])
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def _save(figure: Figure, path: AnyPath) -> AnyPath:
     return write_file(path, lambda f: figure.savefig(f, format="png", dpi=DPI))
 
 
@@ -277,7 +280,7 @@ def _present(events: list[dict[str, Any]], key: str) -> bool:
     return len(_series(events, key)[0]) > 0
 
 
-def write_plots(run_dir: Path, title: str, events: list[dict[str, Any]]) -> dict[str, Path]:
+def write_plots(run_dir: AnyPath, title: str, events: list[dict[str, Any]]) -> dict[str, AnyPath]:
     """loss.png, accuracy.png (when there are scores) and learning_rate.png in RUN_DIR/plots/."""
     train = [e for e in events if e["split"] == "train"]
     evals = [e for e in events if e["split"] == "eval"]
@@ -317,12 +320,12 @@ def _plain(value: Any) -> Any:
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_plain(item) for item in value]
-    return str(value) if isinstance(value, Path) else json_number(value)
+    return str(value) if isinstance(value, (Path, GsPath)) else json_number(value)
 
 
-def write_report(run_dir: str | Path) -> Report:
-    """Summarize a pretrain or finetune run dir; write RUN_DIR/plots/*.png and RUN_DIR/report.md."""
-    run_dir = Path(run_dir)
+def write_report(run_dir: str | AnyPath) -> Report:
+    """Summarize a pretrain or finetune run dir (local or gs://); write RUN_DIR/plots/*.png and RUN_DIR/report.md."""
+    run_dir = to_path(run_dir)
     config, events = check_run(run_dir)
     summary = summarize(run_dir, config, events)
     plots = write_plots(run_dir, f"{run_dir.resolve().name} ({summary['task']})", events)

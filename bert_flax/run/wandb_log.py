@@ -6,14 +6,14 @@ A resumed run continues the same W&B run through the id kept in RUN_DIR/wandb_id
 
 from __future__ import annotations
 
+import tempfile
 import uuid
-from pathlib import Path
 from typing import Any, Mapping
 
 from bert_flax.config import Config, config_to_dict
-from bert_flax.disk import write_file
 from bert_flax.errors import UserError
 from bert_flax.run.layout import RunDir
+from bert_flax.storage import AnyPath, is_remote, write_file
 
 
 def import_wandb() -> Any:
@@ -31,7 +31,7 @@ class WandbLog:
     """One W&B run per run dir. W&B cannot take back points: after a crash, the steps logged past the
     checkpoint stay in W&B and their rerun (the same losses: resuming is exact) is ignored by W&B."""
 
-    def __init__(self, config: Config, run_dir: Path) -> None:
+    def __init__(self, config: Config, run_dir: AnyPath) -> None:
         wandb = import_wandb()
         id_path = RunDir(run_dir).wandb_id
         self.fresh = not id_path.is_file()  # a new W&B run: give it the kept history
@@ -43,7 +43,7 @@ class WandbLog:
                 project=settings.wandb_project,
                 entity=settings.wandb_entity or None,
                 name=settings.wandb_run_name or run_dir.resolve().name,
-                dir=str(run_dir),
+                dir=tempfile.gettempdir() if is_remote(run_dir) else str(run_dir),  # W&B's own files: local
                 config=config_to_dict(config),
                 resume="allow",
                 id=id_path.read_text(encoding="utf-8").strip(),
