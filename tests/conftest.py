@@ -17,6 +17,8 @@ import gcs_emulator  # sets the environment that sends every Cloud Storage clien
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# metrics.jsonl keys that time the run (they differ between two runs of one config); the rest is its trace.
+TIMING_KEYS = frozenset({"elapsed_seconds", "tokens_per_second", "real_tokens_per_second"})
 # The batch contract (README, "The batch"), written out independently of the library.
 BATCH_KEYS = frozenset(
     {

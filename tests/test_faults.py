@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, smoke_config
+from conftest import REPO_ROOT, TIMING_KEYS, smoke_config
 
 from bert_flax.errors import EXIT_STOPPED_BY_SIGNAL
 from bert_flax.pretrain import pretrain
@@ -30,13 +30,12 @@ pytestmark = pytest.mark.slow
 STEPS = 30
 OVERRIDES = (f"train.steps={STEPS}", "checkpoint.every=3", "checkpoint.keep=20", "eval.every=6")
 CRASH_STEP = 6  # the save of this step dies before its commit; step 3's is the one to resume from
-TIMINGS = ("elapsed_seconds", "tokens_per_second", "real_tokens_per_second")
 TIMEOUT = 600
 
 
 def trace(run_dir: Path) -> list[dict]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [{k: v for k, v in record.items() if k not in TIMINGS} for record in records]
+    return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in records]
 
 
 def last_train_step(run_dir: Path) -> int:

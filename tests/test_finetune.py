@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli_on_one_device
+from conftest import TIMING_KEYS, run_cli_on_one_device
 from finetune_data import pair_questions, topic_rows, write_squad, write_topic_csv
 from transformers import FlaxBertForSequenceClassification
 
@@ -19,8 +19,6 @@ from bert_flax.cli import main
 from bert_flax.config import load_config
 from bert_flax.finetune.run import finetune
 from bert_flax.run.metrics import read_metrics
-
-TIMINGS = ("elapsed_seconds", "tokens_per_second")
 
 
 def tiny(minilm_dir: str, train: Path, evaluation: Path, *more: str) -> list[str]:
@@ -54,7 +52,7 @@ def questions(corpus_lines: list[str], tmp_path_factory: pytest.TempPathFactory)
 
 
 def trace(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in read_metrics(run_dir)]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_metrics(run_dir)]
 
 
 @pytest.mark.slow
@@ -105,7 +103,7 @@ def test_qa_finds_the_quoted_spans(minilm_dir: str, questions, tmp_path: Path) -
         run_dir = tmp_path / name
         overrides = tiny(minilm_dir, *questions, *more, *steps)
         run_cli_on_one_device("finetune", "qa", "--run-dir", str(run_dir), "--quiet", *overrides)
-        return {k: v for k, v in read_metrics(run_dir, "eval")[-1].items() if k not in ("step", "split", *TIMINGS)}
+        return {k: v for k, v in read_metrics(run_dir, "eval")[-1].items() if k not in ("step", "split", *TIMING_KEYS)}
 
     untrained = final_eval("untrained", "train.steps=1", "optim.learning_rate=1e-12")
     trained = final_eval("trained", "train.steps=60", "eval.every=60")

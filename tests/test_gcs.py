@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TIMING_KEYS
 from gcs_emulator import Server, emulator_env, free_port
 
 from bert_flax.cli import main
@@ -34,7 +34,6 @@ from bert_flax.storage import GsPath, download, to_path, write_file
 pytestmark = pytest.mark.slow
 
 SMOKE = str(REPO_ROOT / "configs" / "smoke.yaml")
-TIMINGS = ("elapsed_seconds", "tokens_per_second")
 TIMEOUT = 300
 
 
@@ -47,7 +46,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 def trace(metrics_text: str) -> list[dict]:
     records = [json.loads(line) for line in metrics_text.splitlines() if line.strip()]
-    return [{k: v for k, v in record.items() if k not in TIMINGS} for record in records]
+    return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in records]
 
 
 def objects(prefix: GsPath) -> list[str]:

@@ -2,7 +2,7 @@
 step under config overrides) and the registered baselines. Plain data, no JAX.
 
 A row is a name at a shape: one of `OURS_ROWS` or a baseline of baselines.BASELINES. A new kind of row is
-one entry: a baseline in the registry, or one line in OURS_ROWS (see the packing hook there).
+one entry: a baseline in the registry, or one line in OURS_ROWS.
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ FAST_FOR_ACCELERATORS = ("model.impl=fast", "model.attention_dropout=0", "model.
 OURS_ROWS: tuple[OursRow, ...] = (
     OursRow("fast", FAST_FOR_ACCELERATORS),
     OursRow("hf", ("model.impl=hf",)),
-    # PACKING HOOK (issue 24). When `data.packing=true` lands, packed rows are this one line. They read the
-    # corpus (packing saves padding, which synthetic batches lack); their real tokens/s is the number to hold
-    # against `fast`'s (full-length synthetic rows: the most a packed step can reach). The smoke suite runs
-    # every row of OURS_ROWS, so the tests run it too.
-    # OursRow("fast packed", (*FAST_FOR_ACCELERATORS, "data.packing=true"), data="real"),
+    # Packed rows read the corpus (packing saves padding, which synthetic batches lack); their real tokens/s
+    # is the number to hold against `fast`'s (full-length synthetic rows: the most a packed step can reach).
+    OursRow("fast packed", (*FAST_FOR_ACCELERATORS, "data.packing=true"), data="real"),
 )
 
 
@@ -64,7 +62,7 @@ class Suite:
     warmup: int
     time_limit_minutes: float | None
     ours: tuple[OursRow, ...] = OURS_ROWS
-    order: tuple[str, ...] = ("fast", "pytorch-compile", "hf", "pytorch-eager", "hf-example")
+    order: tuple[str, ...] = ("fast", "fast packed", "pytorch-compile", "hf", "pytorch-eager", "hf-example")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,14 +105,13 @@ SUITES: dict[str, Suite] = {
         time_limit_minutes=None,
     ),
     "smoke": Suite(
-        "each kind of row once on a tiny model (fast on the corpus): does the suite work here (the tests run it)",
+        "each kind of row once on a tiny model (fast packed on the corpus): does the suite work here (the tests run it)",
         dtype="float32",
         vocab_size=1000,
         shapes=(Shape("tiny", 64, 8, skip=("fast",)),),
         steps=2,
         warmup=1,
         time_limit_minutes=None,
-        ours=(*OURS_ROWS, OursRow("fast real", FAST_FOR_ACCELERATORS, data="real")),
     ),
 }
 
