@@ -28,7 +28,8 @@ from conftest import REPO_ROOT, TIMING_KEYS
 from gcs_emulator import Server, emulator_env, free_port
 
 from bert_flax.cli import main
-from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL
+from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL, UserError
+from bert_flax.finetune.classify_data import read_rows
 from bert_flax.storage import GsPath, download, to_path, write_file
 
 pytestmark = pytest.mark.slow
@@ -319,3 +320,13 @@ def test_without_credentials_a_bucket_is_one_line_naming_the_login(
     message = refused_pretrain("gs://some-bucket/run", corpus_path, smoke_cache, caplog)
     assert "gcloud auth application-default login" in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fine_tuning_files_are_read_from_the_bucket(gcs_bucket: str, tmp_path: Path) -> None:
+    """finetune.train_path / eval_path in a bucket: the same rows as the local file; a missing one is one line."""
+    local = tmp_path / "train.csv"
+    local.write_text("text,label\nThe soul is dyed by its thoughts.,soul\nWaste no more time.,time\n")
+    write_file(to_path(f"{gcs_bucket}/data/train.csv"), local.read_bytes())
+    assert read_rows(f"{gcs_bucket}/data/train.csv") == read_rows(local)
+    with pytest.raises(UserError, match=rf"^file {gcs_bucket}/data/eval.csv does not exist; pass a .csv"):
+        read_rows(f"{gcs_bucket}/data/eval.csv")

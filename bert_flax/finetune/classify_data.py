@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from bert_flax.errors import UserError, first_line
-from bert_flax.storage import AnyPath, to_path, write_file
+from bert_flax.storage import AnyPath, is_remote, local_copy, to_path, write_file
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
 _SUPPORTED = "a .csv, .tsv, .jsonl or .json file, a `datasets` directory or a `datasets` name"
@@ -50,12 +50,18 @@ def read_rows(
     split: str = "train",
     data_files: Sequence[str] | None = None,
 ) -> list[Row]:
-    """Rows of a .csv/.tsv (header row), .jsonl/.json file, or of a `datasets` name or directory.
+    """Rows of a .csv/.tsv (header row), .jsonl/.json file (local or gs://), or of a `datasets` name or directory.
 
-    An existing file is read by its extension. Anything else (or any source with `data_files`) goes to
+    An existing file is read by its extension (a gs:// object is first copied to a local temporary file).
+    Anything else (or any source with `data_files`) goes to
     `datasets.load_dataset(source, dataset_config, split=split, data_files=data_files)`, e.g.
     `read_rows("csv", data_files=["train.csv"])` or `read_rows("glue", dataset_config="sst2")`.
     """
+    if is_remote(source) and data_files is None:
+        remote = to_path(source)
+        if not remote.is_file():
+            raise UserError(f"file {remote} does not exist; pass {_SUPPORTED}")
+        return _read_file(local_copy(remote))
     path = Path(source).expanduser()
     if data_files is None and path.is_file():
         return _read_file(path)
