@@ -62,7 +62,7 @@ class Suite:
     warmup: int
     time_limit_minutes: float | None
     ours: tuple[OursRow, ...] = OURS_ROWS
-    order: tuple[str, ...] = ("fast", "fast packed", "pytorch-compile", "hf", "pytorch-eager", "hf-example")
+    order: tuple[str, ...] = ("fast", "pytorch-compile", "fast packed", "hf", "pytorch-eager", "hf-example")
 
 
 @dataclasses.dataclass(frozen=True)
