@@ -166,6 +166,11 @@ class DataConfig(_Section):
         self._check(self.max_examples_per_row >= 1, "max_examples_per_row", "must be at least 1")
         self._check_probability("short_seq_prob")
 
+    @property
+    def examples_per_row(self) -> int:
+        """E, the width of a batch's per-example arrays: max_examples_per_row with packing, else 1."""
+        return self.max_examples_per_row if self.packing else 1
+
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig(_Section):
@@ -476,14 +481,9 @@ class Config:
 
 
     @property
-    def examples_per_row(self) -> int:
-        """E, the width of a batch's per-example arrays: 1 unless data.packing."""
-        return self.data.max_examples_per_row if self.data.packing else 1
-
-    @property
     def num_predictions(self) -> int:
         """P, the prediction slots per row of this config's batches."""
-        return self.masking.num_predictions(self.data.max_seq_len, self.examples_per_row)
+        return self.masking.num_predictions(self.data.max_seq_len, self.data.examples_per_row)
 
     def _check_packing(self) -> None:
         """data.packing needs the fast impl, rows that hold two examples, and room for every row's predictions."""
@@ -501,7 +501,7 @@ class Config:
                 f"is {data.max_seq_len} but a packed row must hold two examples of at least {shortest} tokens; "
                 f"use data.max_seq_len>={2 * shortest} or data.packing=false",
             )
-        bound = self.masking.row_prediction_bound(data.max_seq_len, self.examples_per_row)
+        bound = self.masking.row_prediction_bound(data.max_seq_len, data.examples_per_row)
         if self.masking.max_predictions is not None and self.masking.max_predictions < bound:
             _fail(
                 "masking.max_predictions",

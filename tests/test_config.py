@@ -490,7 +490,7 @@ def test_packing_that_is_allowed() -> None:
     # MLM only: the shortest example is [CLS] A [SEP], so 6 positions hold two.
     load_config(None, ["data.packing=true", "model.impl=fast", "train.objectives=[mlm]", "data.max_seq_len=8"])
     config = load_config(None, ["data.packing=true", "model.impl=fast", "masking.max_predictions=30"])
-    assert config.num_predictions == 30 and config.examples_per_row == 16
+    assert config.num_predictions == 30 and config.data.examples_per_row == 16
 
 
 def test_packed_prediction_slots_bound_a_row() -> None:

@@ -51,7 +51,7 @@ def bench_data(config: Config, seconds: float = 3.0, min_batches: int = 20, cold
         "batch_size": config.train.batch_size,
         "max_seq_len": config.data.max_seq_len,
         "packing": config.data.packing,
-        "max_examples_per_row": config.examples_per_row,
+        "max_examples_per_row": config.data.examples_per_row,
         "batches": num_batches,
         "epochs": position.epoch,
         "seconds": round(elapsed, 3),

@@ -161,7 +161,7 @@ def _setup(config: Config, pretrained: PretrainingModel, vocab_size: int, data: 
         "max_seq_len": config.data.max_seq_len,
         "num_predictions": config.num_predictions,
         "packing": config.data.packing,
-        "max_examples_per_row": config.examples_per_row,
+        "max_examples_per_row": config.data.examples_per_row,
         "parallel_mode": config.parallel.mode,
         "data": data,
         "prefetch": prefetch,

@@ -24,7 +24,7 @@ def synthetic_batch(config: Config, vocab_size: int, rng: np.random.Generator) -
     at most P). With data.packing the per-example arrays have the config's E slots (the first one used), so
     the step computes as on packed rows."""
     batch_size, seq_len = config.train.batch_size, config.data.max_seq_len
-    num_slots, examples_per_row = config.num_predictions, config.examples_per_row
+    num_slots, examples_per_row = config.num_predictions, config.data.examples_per_row
     cls_id, sep_id, mask_id, first_id = 2, 3, 4, 5  # trained vocabularies' order; ids do not change speed
     input_ids_BxL = rng.integers(first_id, vocab_size, (batch_size, seq_len), dtype=np.int32)
     middle = seq_len // 2

@@ -227,7 +227,7 @@ class PretrainingStream:
         if self.units.count == 0:
             raise UserError("the documents make no examples (too short to pair); add text or use train.objectives=[mlm]")
         self.packed = data.packing
-        self.examples_per_row = data.max_examples_per_row if data.packing else 1
+        self.examples_per_row = data.examples_per_row
         self.num_predictions = masking.num_predictions(data.max_seq_len, self.examples_per_row)
         self.row_stream = self._row_stream(self.units.count) if self.packed else None
         self._eval_row_streams: dict[int, RowStream] = {}
