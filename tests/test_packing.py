@@ -77,6 +77,24 @@ def test_row_stream_over_several_groups_and_epochs() -> None:
     assert first_lengths != sorted(first_lengths, reverse=True)
 
 
+def test_finding_rows_packs_each_group_once() -> None:
+    """More groups than the stream keeps packed: counting an epoch's rows and walking to its last rows again
+    and again (what every packed eval batch does) packs each group once."""
+    lengths_U = np.random.default_rng(2).integers(3, 40, size=700)
+    packed_firsts: list[int] = []
+
+    def lengths(examples_N: np.ndarray) -> np.ndarray:
+        packed_firsts.append(int(examples_N[0]))
+        return lengths_U[examples_N % 700]
+
+    stream = RowStream(700, lengths, 64, 4, lambda group: derive_key(0, group), group_examples=100)
+    total = stream.rows_per_epoch()
+    for _ in range(3):
+        assert stream.rows_per_epoch() == total
+        stream.rows(total - 3, 3, Anchor())
+    assert sorted(packed_firsts) == list(range(0, 700, 100))
+
+
 @pytest.fixture(scope="module")
 def make_stream(corpus_data, corpus_path):
     tokenized, ids = corpus_data

@@ -93,7 +93,8 @@ class RowStream:
 
     `lengths(examples)` gives the lengths of global examples (example g is g mod U of epoch g // U);
     `row_order_key(group)` keys the shuffle of a group's rows. Groups are packed on demand and the
-    last few kept.
+    last few kept; the row count of every group packed is remembered, so finding where a row is never
+    packs a group again.
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class RowStream:
         self.max_per_row, self.row_order_key, self.group_examples = max_per_row, row_order_key, group_examples
         self.groups_per_epoch = -(-examples_per_epoch // group_examples)
         self._cache: dict[int, PackedRows] = {}
+        self._num_rows: dict[int, int] = {}  # group → its row count (an int per group packed so far)
 
     def group_examples_range(self, group: int) -> tuple[int, int]:
         """[first, end) global example indices of `group`."""
@@ -127,7 +129,14 @@ class RowStream:
             if len(self._cache) >= 4:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[group] = PackedRows(packed.row_starts, packed.examples + first)
+            self._num_rows[group] = packed.num_rows
         return self._cache[group]
+
+    def num_rows(self, group: int) -> int:
+        """The row count of `group` (packed once, the first time it is asked for)."""
+        if group not in self._num_rows:
+            self.group(group)
+        return self._num_rows[group]
 
     def anchor_of(self, row: int, start: Anchor = Anchor()) -> Anchor:
         """The anchor of the group holding global `row`, walking forward from `start` (at or before it):
@@ -135,8 +144,8 @@ class RowStream:
         if row < start.first_row:
             raise ValueError(f"row {row} is before the anchor {start}")
         anchor = start
-        while row >= anchor.first_row + self.group(anchor.group).num_rows:
-            anchor = Anchor(anchor.group + 1, anchor.first_row + self.group(anchor.group).num_rows)
+        while row >= anchor.first_row + self.num_rows(anchor.group):
+            anchor = Anchor(anchor.group + 1, anchor.first_row + self.num_rows(anchor.group))
         return anchor
 
     def rows(self, first_row: int, count: int, start: Anchor) -> PackedRows:
@@ -153,6 +162,6 @@ class RowStream:
         return PackedRows.concatenate(parts)
 
     def rows_per_epoch(self, epoch: int = 0) -> int:
-        """Rows of one epoch's groups (packs all of them)."""
+        """Rows of one epoch's groups (packs those not packed before)."""
         first = epoch * self.groups_per_epoch
-        return sum(self.group(j).num_rows for j in range(first, first + self.groups_per_epoch))
+        return sum(self.num_rows(j) for j in range(first, first + self.groups_per_epoch))
