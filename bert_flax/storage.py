@@ -313,8 +313,10 @@ def download(source: GsPath, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(source.url, str(target))
         return target
-    for name in fs.find(source.url):
-        download(GsPath(SCHEME + name), target / GsPath(SCHEME + name).relative_to(source))
+    for name in fs.find(source.url):  # the listing holds only objects: each is fetched, none asked about again
+        local = target / GsPath(SCHEME + name).relative_to(source)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(SCHEME + name, str(local))
     return target
 
 
