@@ -76,9 +76,7 @@ def _run_config(run: RunDir) -> BertConfig:
             f"run {run.path} has no {RunDir.MODEL_CONFIG} (a training run writes it before its first step); "
             "pass a complete run or a save_pretrained directory"
         )
-    if isinstance(run.model_config, GsPath):
-        return BertConfig.from_dict(json.loads(run.model_config.read_text(encoding="utf-8")))
-    return BertConfig.from_json_file(str(run.model_config))
+    return BertConfig(**json.loads(run.model_config.read_text(encoding="utf-8")))  # as from_json_file builds it, local or gs://
 
 
 def _from_run(run_dir: AnyPath, step: int | None) -> LoadedModel:
