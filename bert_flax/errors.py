@@ -3,7 +3,7 @@
 EXIT_BAD_INPUT = 2
 # 75 (EX_TEMPFAIL): stopped with the run's checkpoints intact, by SIGTERM/SIGINT (a checkpoint of the
 # current step was saved) or by a StorageFailed; rerun to resume.
-EXIT_STOPPED_BY_SIGNAL = 75
+EXIT_RESUMABLE = 75
 
 
 class UserError(Exception):

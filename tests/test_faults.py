@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, TIMING_KEYS, smoke_config
 
-from bert_flax.errors import EXIT_STOPPED_BY_SIGNAL
+from bert_flax.errors import EXIT_RESUMABLE
 from bert_flax.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
@@ -168,7 +168,7 @@ def test_kill_9_then_rerun_continues_bit_for_bit(faults: dict) -> None:
 
 def test_sigterm_checkpoints_the_current_step_and_exits_75(faults: dict) -> None:
     term = faults["term"]
-    assert term["first"] == EXIT_STOPPED_BY_SIGNAL == 75, term["first_output"]
+    assert term["first"] == EXIT_RESUMABLE == 75, term["first_output"]
     match = re.search(r"stopped by SIGTERM after saving the checkpoint of step (\d+)", term["first_output"])
     assert match, term["first_output"]
     stopped = int(match.group(1))

@@ -28,7 +28,7 @@ from conftest import REPO_ROOT, TIMING_KEYS
 from gcs_emulator import Server, emulator_env, free_port
 
 from bert_flax.cli import main
-from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL, UserError
+from bert_flax.errors import EXIT_BAD_INPUT, EXIT_RESUMABLE, UserError
 from bert_flax.finetune.classify_data import read_rows
 from bert_flax.storage import GsPath, download, to_path, write_file
 
@@ -251,7 +251,7 @@ def test_the_bucket_going_away_stops_the_run_with_one_line_then_the_rerun_resume
     faults: dict, smoke_run: Path
 ) -> None:
     bucket_down, rerun = faults["bucket_down"], faults["rerun"]
-    assert bucket_down.returncode == EXIT_STOPPED_BY_SIGNAL, bucket_down.stderr
+    assert bucket_down.returncode == EXIT_RESUMABLE, bucket_down.stderr
     errors = [line for line in bucket_down.stderr.splitlines() if line.startswith("error:")]
     assert errors == [bucket_down.stderr.splitlines()[-1]], bucket_down.stderr
     assert f"saving checkpoint 4 to {faults['run']}/checkpoints failed" in errors[0]

@@ -18,7 +18,7 @@ from bert_flax.cli.common import Parser
 from bert_flax.cli.data_verbs import add_bench_data, add_inspect_data, add_prepare
 from bert_flax.cli.model_verbs import add_export, add_predict
 from bert_flax.cli.train_verbs import add_bench, add_eval, add_finetune, add_pretrain, add_report
-from bert_flax.errors import EXIT_BAD_INPUT, EXIT_STOPPED_BY_SIGNAL, StorageFailed, UserError
+from bert_flax.errors import EXIT_BAD_INPUT, EXIT_RESUMABLE, StorageFailed, UserError
 
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 # In `bert-flax --help` order.
@@ -67,4 +67,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_STOPPED_BY_SIGNAL
+        return EXIT_RESUMABLE

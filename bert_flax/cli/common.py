@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bert_flax.config import Config, load_config
-from bert_flax.errors import EXIT_STOPPED_BY_SIGNAL, UserError
+from bert_flax.errors import EXIT_RESUMABLE, UserError
 
 Handler = Callable[[argparse.Namespace], int]
 QUIET_HELP = "no progress bar or progress lines on stderr (warnings, errors and the final line stay)"
@@ -77,7 +77,7 @@ def report_run(result: Any) -> int:
             "rerun the same command to resume",
             file=sys.stderr,
         )
-        return EXIT_STOPPED_BY_SIGNAL
+        return EXIT_RESUMABLE
     status = "finished" if result.finished else f"stopped at step {result.step} (rerun to resume)"
     shown = " ".join(f"{key} {value:.4f}" for key, value in result.eval.items())
     print(f"{status}: {result.run_dir}" + (f"; eval {shown}" if shown else ""))
